@@ -1,0 +1,20 @@
+"""ltrr-os: learning to rank and retrieve on OpenSearch."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._errors import ConfigError, LtrrError, OpenSearchUnavailableError
+from .config import LtrrSettings, load_settings
+
+try:
+    __version__ = version("ltrr-os")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ConfigError",
+    "LtrrError",
+    "LtrrSettings",
+    "OpenSearchUnavailableError",
+    "__version__",
+    "load_settings",
+]

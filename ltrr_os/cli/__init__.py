@@ -1,0 +1,5 @@
+"""The `ltrr` command line."""
+
+from ._app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,135 @@
+"""Runtime settings: where OpenSearch is, how to authenticate, where models live.
+
+Sources, strongest first: explicit arguments, environment (``LTRR_*``, and ``OPENSEARCH_URL``),
+a TOML config file (``--config``, ``LTRR_CONFIG``, or ``./ltrr.toml``), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .._errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("ltrr.toml")
+_INDEX_PREFIX = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_config_file: ContextVar[Path | None] = ContextVar("ltrr_config_file", default=None)
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ltrr-os"
+
+
+class LtrrSettings(BaseSettings):
+    """Connection and storage settings shared by the client, the CLI and the tests."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LTRR_",
+        extra="forbid",
+        populate_by_name=True,
+        hide_input_in_errors=True,
+    )
+
+    opensearch_url: str = Field(
+        default="http://localhost:9200",
+        validation_alias=AliasChoices("LTRR_OPENSEARCH_URL", "OPENSEARCH_URL", "opensearch_url"),
+        description="One URL, or several separated by commas (nodes of one cluster).",
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_certs: bool = True
+    ca_certs: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    aws_region: str | None = Field(
+        default=None, description="Sign requests with AWS SigV4 for this region."
+    )
+    aws_service: Literal["es", "aoss"] = "es"
+    request_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    index_prefix: str = "ltrr-"
+    model_dir: Path = Field(default_factory=lambda: _default_data_dir() / "models")
+
+    @field_validator("opensearch_url")
+    @classmethod
+    def _check_urls(cls, value: str) -> str:
+        urls = [u.strip() for u in value.split(",") if u.strip()]
+        if not urls:
+            raise ValueError("no OpenSearch URL given")
+        for url in urls:
+            if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", url):
+                raise ValueError(f"not an http(s) URL: {url!r}")
+        return ",".join(urls)
+
+    @field_validator("index_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _INDEX_PREFIX.match(value):
+            raise ValueError(
+                "must be lowercase letters, digits, '.', '_' or '-', start with a letter or digit, "
+                "and be at most 64 characters (no wildcards, slashes or spaces)"
+            )
+        return value
+
+    @property
+    def hosts(self) -> list[str]:
+        return self.opensearch_url.split(",")
+
+    def index_name(self, name: str) -> str:
+        """The prefixed name of one of ltrr-os' indices or aliases."""
+        return f"{self.index_prefix}{name}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = _config_file.get()
+        if config_file is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config_file))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> LtrrSettings:
+    """Settings from arguments, environment and the config file, or a ConfigError saying why not."""
+    path = config_file
+    if path is None and os.environ.get("LTRR_CONFIG"):
+        path = Path(os.environ["LTRR_CONFIG"])
+    if path is None and DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    token = _config_file.set(path)
+    try:
+        return LtrrSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        source = f" (config file {path})" if path else ""
+        raise ConfigError(f"invalid settings{source}: {problems}") from None
+    finally:
+        _config_file.reset(token)

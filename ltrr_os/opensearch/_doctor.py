@@ -1,0 +1,147 @@
+"""`ltrr doctor`: prove a cluster has every capability ltrr-os relies on, by using each once."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import TransportError
+from pydantic import BaseModel
+
+from .._errors import OpenSearchUnavailableError
+
+
+class Check(BaseModel):
+    name: str
+    ok: bool
+    detail: str
+
+
+_PROBE_MAPPING: dict[str, Any] = {
+    "settings": {
+        "number_of_shards": 1,
+        "number_of_replicas": 0,
+        "index.knn": True,
+        "analysis": {
+            "filter": {"probe_prefix": {"type": "edge_ngram", "min_gram": 1, "max_gram": 10}},
+            "analyzer": {
+                "probe_folded": {
+                    "tokenizer": "standard",
+                    "filter": ["lowercase", "asciifolding", "probe_prefix"],
+                }
+            },
+        },
+    },
+    "mappings": {
+        "properties": {
+            "title": {"type": "text", "analyzer": "probe_folded", "search_analyzer": "standard"},
+            "genre": {"type": "keyword"},
+            "popularity": {"type": "rank_feature"},
+            "q2e": {"type": "rank_features"},
+            "embedding": {
+                "type": "knn_vector",
+                "dimension": 4,
+                "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"},
+            },
+        }
+    },
+}
+
+
+def cluster_version(client: OpenSearch) -> str:
+    """The cluster's version, or OpenSearchUnavailableError with the reason it is not reachable."""
+    try:
+        info = client.info()
+    except OSConnectionError as exc:
+        raise OpenSearchUnavailableError(
+            f"cannot reach OpenSearch: {exc.info if exc.info else exc.error}. "
+            "Is it running? (scripts/opensearch-local start, or docker compose up -d)"
+        ) from None
+    except TransportError as exc:
+        raise OpenSearchUnavailableError(
+            f"OpenSearch answered {exc.status_code}: {exc.error}"
+        ) from None
+    return str(info["version"]["number"])
+
+
+def run_checks(client: OpenSearch, index_prefix: str) -> Iterator[Check]:
+    """Yield one Check per capability; the probe index is removed whatever happens."""
+    version = cluster_version(client)
+    yield Check(name="reachable", ok=True, detail=f"OpenSearch {version}")
+    health = client.cluster.health()
+    yield Check(
+        name="health",
+        ok=health["status"] in ("green", "yellow"),
+        detail=f"{health['status']}, {health['number_of_nodes']} node(s)",
+    )
+    index = f"{index_prefix}doctor-{secrets.token_hex(4)}"
+    try:
+        yield _attempt(
+            "index with text, keyword, rank_feature(s) and lucene knn_vector",
+            lambda: client.indices.create(index=index, body=_PROBE_MAPPING) and "created",
+        )
+        yield _attempt(
+            "index a document",
+            lambda: client.index(
+                index=index,
+                id="1",
+                refresh=True,
+                body={
+                    "title": "Café Love",
+                    "genre": "pop",
+                    "popularity": 42.0,
+                    "q2e": {"love": 3.0},
+                    "embedding": [1.0, 0.0, 0.0, 0.0],
+                },
+            )["result"],
+        )
+        for name, query in _PROBE_QUERIES.items():
+            yield _attempt(name, _count_hits(client, index, query))
+        yield _attempt("mustache template with toJson", _render(client))
+    finally:
+        client.indices.delete(index=index, ignore_unavailable=True)
+
+
+_PROBE_QUERIES: dict[str, dict[str, Any]] = {
+    "BM25 match with ASCII folding and prefixes": {"match": {"title": "caf"}},
+    "kNN (lucene, hnsw, cosine)": {"knn": {"embedding": {"vector": [0.9, 0.1, 0, 0], "k": 3}}},
+    "rank_feature": {"rank_feature": {"field": "popularity", "saturation": {}}},
+    "rank_features": {"rank_feature": {"field": "q2e.love"}},
+}
+
+
+def _count_hits(client: OpenSearch, index: str, query: dict[str, Any]) -> Callable[[], str]:
+    def run() -> str:
+        hits = client.search(index=index, body={"query": query})["hits"]["total"]["value"]
+        if hits != 1:
+            raise AssertionError(f"expected 1 hit, got {hits}")
+        return "1 hit"
+
+    return run
+
+
+def _render(client: OpenSearch) -> Callable[[], str]:
+    def run() -> str:
+        hostile = 'a "quoted" {{tag}} \\ value'
+        rendered = client.render_search_template(
+            body={
+                "source": '{"query": {"match": {"title": {{#toJson}}match{{/toJson}} }}}',
+                "params": {"match": {"query": hostile}},
+            }
+        )
+        got = rendered["template_output"]["query"]["match"]["title"]["query"]
+        if got != hostile:
+            raise AssertionError(f"rendered {got!r}")
+        return "parameters arrive JSON-escaped"
+
+    return run
+
+
+def _attempt(name: str, action: Callable[[], Any]) -> Check:
+    try:
+        return Check(name=name, ok=True, detail=str(action()))
+    except (TransportError, AssertionError, KeyError) as exc:
+        return Check(name=name, ok=False, detail=str(exc)[:300])

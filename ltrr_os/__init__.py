@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._errors import ConfigError, LtrrError, OpenSearchUnavailableError
+from ._errors import ConfigError, LtrrError, OpenSearchUnavailableError, QueryError
 from .config import LtrrSettings, load_settings
 
 try:
@@ -15,6 +15,7 @@ __all__ = [
     "LtrrError",
     "LtrrSettings",
     "OpenSearchUnavailableError",
+    "QueryError",
     "__version__",
     "load_settings",
 ]

@@ -9,5 +9,9 @@ class ConfigError(LtrrError):
     """The configuration (environment, config file or arguments) is invalid."""
 
 
+class QueryError(LtrrError):
+    """A search request is outside the limits (too long, too many candidates, bad values)."""
+
+
 class OpenSearchUnavailableError(LtrrError):
     """OpenSearch could not be reached or answered with an error we cannot work around."""

@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from opensearchpy import OpenSearch
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .. import __version__
 from .._errors import LtrrError
-from ..config import LtrrSettings, load_settings
-from ..opensearch import connect, run_checks
+from ..catalog import (
+    IngestReport,
+    Rejection,
+    SourceRow,
+    build_music_catalog,
+    catalog_schema,
+    editorial_judgments,
+    ingest_rows,
+    load_lexicon,
+    read_rows,
+    refresh_lexicon,
+)
+from ..config import CatalogSchema, LtrrSettings, load_schema, load_settings
+from ..embedding import load_encoder
+from ..evaluation import evaluate as run_evaluation
+from ..evaluation import (
+    read_cisi,
+    read_cranfield,
+    read_qrels,
+    read_queries,
+    write_documents,
+    write_qrels,
+    write_queries,
+)
+from ..opensearch import bootstrap as apply_bootstrap
+from ..opensearch import connect, plan_bootstrap, run_checks
+from ..strategies import StrategyContext, get_strategy, strategies
 
 app = typer.Typer(
     name="ltrr",
@@ -23,17 +51,27 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
+DEFAULT_MUSIC_DIR = Path("../shared/data/music")
+DEFAULT_IR_DIR = Path("../shared/data/ir")
 
 
 class _State:
     config_file: Path | None = None
+    index_prefix: str | None = None
     _settings: LtrrSettings | None = None
+    _client: OpenSearch | None = None
 
     def settings(self) -> LtrrSettings:
         if self._settings is None:
-            self._settings = load_settings(self.config_file)
+            overrides = {"index_prefix": self.index_prefix} if self.index_prefix else {}
+            self._settings = load_settings(self.config_file, **overrides)
         return self._settings
+
+    def client(self) -> OpenSearch:
+        if self._client is None:
+            self._client = connect(self.settings())
+        return self._client
 
 
 state = _State()
@@ -45,8 +83,13 @@ def _options(
         Path | None,
         typer.Option("--config", help="TOML config file (else $LTRR_CONFIG, else ./ltrr.toml)."),
     ] = None,
+    index_prefix: Annotated[
+        str | None,
+        typer.Option("--index-prefix", help="Prefix of every index (else the configured one)."),
+    ] = None,
 ) -> None:
     state.config_file = config
+    state.index_prefix = index_prefix
 
 
 @app.command()
@@ -61,12 +104,253 @@ def doctor() -> None:
     settings = state.settings()
     table = Table("check", "", "detail", title=f"OpenSearch at {settings.opensearch_url}")
     failed = 0
-    for check in run_checks(connect(settings), settings.index_prefix):
+    for check in run_checks(state.client(), settings.index_prefix):
         failed += not check.ok
         table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail)
     console.print(table)
     if failed:
         raise typer.Exit(1)
+
+
+def _resolve_schema(requested: str | None) -> CatalogSchema:
+    """The requested schema, which must agree with the live catalog's; else the live one."""
+    try:
+        live: CatalogSchema | None = catalog_schema(state.client(), state.settings())
+    except LtrrError:
+        live = None
+    if requested is None:
+        return live or load_schema("music")
+    schema = load_schema(requested)
+    if live is not None and live.name != schema.name:
+        raise LtrrError(
+            f"the catalog at {state.settings().index_name('catalog')} has schema {live.name!r}, "
+            f"not {schema.name!r}; use another --index-prefix for a second catalog"
+        )
+    return schema
+
+
+SchemaOption = Annotated[
+    str | None,
+    typer.Option("--schema", help="Schema name (music, documents) or TOML file."),
+]
+
+
+@app.command()
+def bootstrap(
+    schema: SchemaOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+) -> None:
+    """Create or upgrade templates and indices (idempotent; upgrades reindex, nothing is lost)."""
+    settings, client = state.settings(), state.client()
+    catalog = _resolve_schema(schema)
+    steps = plan_bootstrap(client, settings, catalog)
+    if dry_run:
+        for step in steps:
+            console.print(f"would {step.describe()}")
+        if not steps:
+            console.print("nothing to do: everything is current")
+        return
+    done = apply_bootstrap(client, settings, catalog)
+    for line in done:
+        console.print(f"[green]done[/] {line}")
+    if not done:
+        console.print(f"nothing to do: schema {catalog.name!r} and every index are current")
+    if client.count(index=settings.index_name("catalog"))["count"]:
+        _refresh_lexicon(catalog)
+
+
+def _refresh_lexicon(catalog: CatalogSchema) -> None:
+    lexicon = refresh_lexicon(state.client(), state.settings(), catalog)
+    sizes = ", ".join(f"{len(values)} {slot}" for slot, values in lexicon.slot_values.items())
+    console.print(f"lexicon rebuilt from the catalog: {sizes}, {len(lexicon.vocabulary)} words")
+
+
+def _music_rows(music_dir: Path) -> tuple[list[SourceRow | Rejection], int]:
+    catalog = build_music_catalog(music_dir)
+    rows: list[SourceRow | Rejection] = list(catalog.rejections)
+    for entity in catalog.entities:
+        source_file, _, line = str(entity["sources"][0]).rpartition(":")
+        rows.append(SourceRow(str(music_dir / source_file), int(line), entity))
+    return rows, len(catalog.entities)
+
+
+def _file_rows(files: list[Path]) -> Iterator[SourceRow | Rejection]:
+    for file in files:
+        yield from read_rows(file)
+
+
+def _print_report(report: IngestReport, show: int) -> None:
+    table = Table("", "", title="ingest")
+    table.add_row("rows read", str(report.read))
+    for entity_type, count in sorted(report.by_entity_type.items()):
+        table.add_row(f"{entity_type} entities", str(count))
+    table.add_row("rejected", str(len(report.rejected)))
+    table.add_row("entities/s (end to end)", f"{report.entities_per_second:.0f}")
+    table.add_row("encoder sentences/s", f"{report.sentences_per_second:.0f}")
+    console.print(table)
+    if report.ignored_fields:
+        console.print(f"ignored columns not in the schema: {', '.join(report.ignored_fields)}")
+    for rejection in report.rejected[:show]:
+        err_console.print(f"rejected {rejection}", highlight=False, markup=False)
+    if len(report.rejected) > show:
+        err_console.print(f"... and {len(report.rejected) - show} more (see --rejections)")
+
+
+@app.command()
+def ingest(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="CSV or JSON Lines files; none: build the music catalog."),
+    ] = None,
+    schema: SchemaOption = None,
+    music_dir: Annotated[
+        Path, typer.Option("--music-dir", help="The five music CSV files.")
+    ] = DEFAULT_MUSIC_DIR,
+    encoder: Annotated[
+        str | None, typer.Option("--encoder", help="'minilm' or module:attribute.")
+    ] = None,
+    rejections: Annotated[
+        Path | None, typer.Option("--rejections", help="Write every rejected row here (JSONL).")
+    ] = None,
+    show: Annotated[int, typer.Option("--show", help="Rejections to print.")] = 20,
+) -> None:
+    """Ingest catalog entities; exit 1 when any row was rejected (all others are ingested)."""
+    settings, client = state.settings(), state.client()
+    if files:
+        catalog = _resolve_schema(schema)
+        rows: list[SourceRow | Rejection] | Iterator[SourceRow | Rejection] = _file_rows(files)
+        total: int | None = None
+    else:
+        catalog = _resolve_schema(schema or "music")
+        if catalog.name != "music":
+            raise LtrrError("without files, ingest builds the music catalog; pass files to ingest")
+        rows, _ = _music_rows(music_dir)
+        total = len(rows)
+    catalog_schema(client, settings)  # fails clearly when bootstrap has not run
+    with Progress(
+        TextColumn("ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("ingest", total=total)
+        report = ingest_rows(
+            client,
+            settings,
+            catalog,
+            rows,
+            load_encoder(encoder),
+            on_progress=lambda read: progress.update(task, completed=read),
+        )
+    _print_report(report, show)
+    _refresh_lexicon(catalog)
+    if rejections is not None:
+        with rejections.open("w", encoding="utf-8") as out:
+            for rejection in report.rejected:
+                out.write(rejection.model_dump_json() + "\n")
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    queries: Annotated[Path, typer.Option("--queries", help="TSV: query id, text.")],
+    qrels: Annotated[Path, typer.Option("--qrels", help="TREC qrels: qid 0 doc grade.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for metrics.json.")],
+    strategy: Annotated[
+        list[str] | None, typer.Option("--strategy", help="Strategy to evaluate (repeatable).")
+    ] = None,
+    combination: Annotated[
+        list[str] | None,
+        typer.Option("--combination", help="Strategies fused together, e.g. lexical+vector."),
+    ] = None,
+    size: Annotated[int, typer.Option("--size", min=1, max=1000)] = 200,
+) -> None:
+    """Recall, nDCG and MRR of strategies, combinations and their union on a judged query set."""
+    settings, client = state.settings(), state.client()
+    names = strategy or list(strategies())
+    for name in names:
+        get_strategy(name)
+    combos = [c.split("+") for c in combination or []]
+    for combo in combos:
+        for name in combo:
+            get_strategy(name)
+    query_list, judgments = read_queries(queries), read_qrels(qrels)
+    context = StrategyContext(
+        settings=settings, schema=catalog_schema(client, settings), encoder=load_encoder()
+    )
+    lexicon = load_lexicon(client, settings)
+    with Progress(
+        TextColumn("evaluate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("evaluate", total=len(query_list))
+        report = run_evaluation(
+            client,
+            context,
+            lexicon,
+            query_list,
+            judgments,
+            names,
+            combos,
+            size,
+            on_progress=lambda done: progress.update(task, completed=done),
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    metrics = list(report.rows[0].metrics)
+    table = Table(
+        "strategy",
+        *(m.replace("recall", "R").replace("ndcg", "nDCG").replace("mrr", "MRR") for m in metrics),
+        "cands",
+        title=(
+            f"{report.judged_queries} judged queries of {report.queries}, size {report.size}, "
+            f"round trip p50 {report.round_trip_ms['p50']} ms"
+        ),
+    )
+    for row in report.rows:
+        table.add_row(
+            row.name, *(f"{row.metrics[m]:.3f}" for m in metrics), f"{row.mean_candidates:.0f}"
+        )
+    console.print(table)
+    console.print(f"wrote {out / 'metrics.json'}")
+
+
+datasets_app = typer.Typer(help="Judged query sets and documents from the shared data.")
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("convert")
+def datasets_convert(
+    name: Annotated[str, typer.Argument(help="cranfield, cisi or editorial")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write into.")],
+    source: Annotated[
+        Path | None, typer.Option("--source", help="Where the collection's files are.")
+    ] = None,
+) -> None:
+    """Write queries.tsv, qrels.txt (TREC) and, for document collections, documents.jsonl."""
+    out.mkdir(parents=True, exist_ok=True)
+    if name in ("cranfield", "cisi"):
+        reader = read_cranfield if name == "cranfield" else read_cisi
+        collection = reader(source or DEFAULT_IR_DIR / name)
+        queries, qrels = collection.queries, collection.qrels
+        documents = write_documents(out / "documents.jsonl", collection.documents)
+        console.print(f"wrote {documents} documents to {out / 'documents.jsonl'}")
+    elif name == "editorial":
+        queries, qrels, problems = editorial_judgments(source or DEFAULT_MUSIC_DIR)
+        for problem in problems:
+            err_console.print(f"skipped {problem}", highlight=False, markup=False)
+    else:
+        raise LtrrError(f"unknown collection {name!r}: expected cranfield, cisi or editorial")
+    written_queries = write_queries(out / "queries.tsv", queries)
+    written_qrels = write_qrels(out / "qrels.txt", qrels)
+    console.print(f"wrote {written_queries} queries and {written_qrels} judgments to {out}")
 
 
 def main() -> None:

@@ -1,5 +1,27 @@
-"""Configuration: runtime settings (and, later, catalog schemas)."""
+"""Configuration: runtime settings and catalog schemas."""
 
+from ._schema import (
+    BUILTIN_SCHEMAS,
+    CatalogSchema,
+    EmbeddingSpec,
+    KeywordField,
+    NumberField,
+    PredictedQuery,
+    TextField,
+    load_schema,
+)
 from ._settings import DEFAULT_CONFIG_FILE, LtrrSettings, load_settings
 
-__all__ = ["DEFAULT_CONFIG_FILE", "LtrrSettings", "load_settings"]
+__all__ = [
+    "BUILTIN_SCHEMAS",
+    "DEFAULT_CONFIG_FILE",
+    "CatalogSchema",
+    "EmbeddingSpec",
+    "KeywordField",
+    "LtrrSettings",
+    "NumberField",
+    "PredictedQuery",
+    "TextField",
+    "load_schema",
+    "load_settings",
+]

@@ -61,6 +61,7 @@ class LtrrSettings(BaseSettings):
     request_timeout_s: float = Field(default=10.0, gt=0, le=300)
     max_retries: int = Field(default=2, ge=0, le=10)
     index_prefix: str = "ltrr-"
+    index_replicas: int = Field(default=0, ge=0, le=5, description="replicas of every index")
     model_dir: Path = Field(default_factory=lambda: _default_data_dir() / "models")
 
     @field_validator("opensearch_url")

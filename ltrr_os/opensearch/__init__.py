@@ -1,6 +1,20 @@
-"""OpenSearch access: building clients and checking what a cluster can do."""
+"""OpenSearch access: clients, capability checks, index templates and bootstrap."""
 
+from ._bootstrap import Step, bootstrap, plan_bootstrap
 from ._client import client_options, connect
 from ._doctor import Check, cluster_version, run_checks
+from ._templates import LogicalIndex, logical_indices, templates_dir
 
-__all__ = ["Check", "client_options", "cluster_version", "connect", "run_checks"]
+__all__ = [
+    "Check",
+    "LogicalIndex",
+    "Step",
+    "bootstrap",
+    "client_options",
+    "cluster_version",
+    "connect",
+    "logical_indices",
+    "plan_bootstrap",
+    "run_checks",
+    "templates_dir",
+]

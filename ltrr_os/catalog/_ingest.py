@@ -1,0 +1,190 @@
+"""Bulk ingest of catalog entities: validate, embed, upsert; report every rejected row.
+
+Documents are written with a scripted upsert that replaces the fields ingest owns and leaves the
+memory learned from engagement (`q2e`, `memory_updated_at`) untouched, so re-running the same
+ingest is idempotent and never forgets what users taught the memory index.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from opensearchpy import OpenSearch, helpers
+from pydantic import BaseModel, Field
+
+from .._errors import LtrrError
+from ..config import CatalogSchema, LtrrSettings
+from ..embedding import Encoder
+from ._entities import RowError, prepare_entity, unknown_fields
+from ._readers import Rejection, SourceRow
+
+ENCODE_BATCH = 1024
+BULK_CHUNK = 256
+_UPSERT_SCRIPT = "ctx._source.putAll(params.doc)"
+
+
+class IngestReport(BaseModel):
+    """What an ingest did; `rejected` lists every row that was not ingested and why."""
+
+    read: int = 0
+    indexed: int = 0
+    by_entity_type: dict[str, int] = Field(default_factory=dict)
+    rejected: list[Rejection] = Field(default_factory=list)
+    ignored_fields: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+    encode_seconds: float = 0.0
+    encoded: int = 0
+
+    @property
+    def entities_per_second(self) -> float:
+        return self.indexed / self.seconds if self.seconds else 0.0
+
+    @property
+    def sentences_per_second(self) -> float:
+        return self.encoded / self.encode_seconds if self.encode_seconds else 0.0
+
+
+ProgressCallback = Callable[[int], None]
+
+
+def _batches(
+    rows: Iterable[SourceRow | Rejection],
+    schema: CatalogSchema,
+    report: IngestReport,
+    ingested_at: str,
+) -> Iterator[list[tuple[dict[str, Any], SourceRow]]]:
+    batch: list[tuple[dict[str, Any], SourceRow]] = []
+    ignored: set[str] = set()
+    for row in rows:
+        report.read += 1
+        if isinstance(row, Rejection):
+            report.rejected.append(row)
+            continue
+        ignored |= unknown_fields(schema, set(row.values))
+        try:
+            doc = prepare_entity(schema, row.values, row.origin)
+        except RowError as exc:
+            report.rejected.append(Rejection(file=row.file, line=row.line, reason=str(exc)))
+            continue
+        doc["ingested_at"] = ingested_at
+        batch.append((doc, row))
+        if len(batch) >= ENCODE_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+    report.ignored_fields = sorted(ignored)
+
+
+def _embed(
+    batch: list[tuple[dict[str, Any], SourceRow]],
+    schema: CatalogSchema,
+    encoder: Encoder,
+    report: IngestReport,
+) -> None:
+    pending = [doc for doc, _ in batch if "embedding" not in doc]
+    if not pending:
+        return
+    texts = [schema.embedding_text(doc) or doc["id"] for doc in pending]
+    unique = list(dict.fromkeys(texts))
+    started = time.perf_counter()
+    vectors = encoder.encode(unique)
+    report.encode_seconds += time.perf_counter() - started
+    report.encoded += len(unique)
+    by_text = dict(zip(unique, vectors, strict=True))
+    for doc, text in zip(pending, texts, strict=True):
+        doc["embedding"] = by_text[text].tolist()
+
+
+def ingest_rows(
+    client: OpenSearch,
+    settings: LtrrSettings,
+    schema: CatalogSchema,
+    rows: Iterable[SourceRow | Rejection],
+    encoder: Encoder,
+    on_progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Validate, embed and upsert rows into the catalog alias; never stops at a bad row."""
+    if encoder.dimension != schema.embedding.dimension:
+        raise LtrrError(
+            f"encoder {encoder.model_id} makes {encoder.dimension}-dim vectors but schema "
+            f"{schema.name!r} expects {schema.embedding.dimension}"
+        )
+    alias = settings.index_name("catalog")
+    report = IngestReport()
+    started = time.perf_counter()
+    ingested_at = datetime.now(UTC).isoformat()
+    # Bulk answers come back by id; a list per id keeps duplicate ids in one run apart.
+    origins: dict[str, list[tuple[SourceRow, str]]] = {}
+
+    def embedded() -> Iterator[list[tuple[dict[str, Any], SourceRow]]]:
+        # The next batch is encoded while the current one is sent: the encoder and OpenSearch
+        # indexing then share the machine instead of waiting on each other.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: Future[None] | None = None
+            previous: list[tuple[dict[str, Any], SourceRow]] = []
+            for batch in _batches(rows, schema, report, ingested_at):
+                future = pool.submit(_embed, batch, schema, encoder, report)
+                if pending is not None:
+                    pending.result()
+                    yield previous
+                pending, previous = future, batch
+            if pending is not None:
+                pending.result()
+                yield previous
+
+    def actions() -> Iterator[dict[str, Any]]:
+        for batch in embedded():
+            for doc, row in batch:
+                origins.setdefault(doc["id"], []).append((row, doc["entity_type"]))
+                yield {
+                    "_op_type": "update",
+                    "_index": alias,
+                    "_id": doc["id"],
+                    "scripted_upsert": True,
+                    "script": {
+                        "source": _UPSERT_SCRIPT,
+                        "lang": "painless",
+                        "params": {"doc": doc},
+                    },
+                    "upsert": {},
+                }
+
+    for ok, item in helpers.streaming_bulk(
+        client,
+        actions(),
+        chunk_size=BULK_CHUNK,
+        max_chunk_bytes=10 * 1024 * 1024,
+        raise_on_error=False,
+        raise_on_exception=False,
+        max_retries=3,
+        initial_backoff=1,
+        request_timeout=120,
+    ):
+        result = item.get("update", {})
+        pending = origins.get(str(result.get("_id")))
+        if not pending:
+            continue
+        row, entity_type = pending.pop(0)
+        if not pending:
+            del origins[str(result.get("_id"))]
+        if ok:
+            report.indexed += 1
+            report.by_entity_type[entity_type] = report.by_entity_type.get(entity_type, 0) + 1
+        else:
+            error = result.get("error", {})
+            reason = error.get("reason", error) if isinstance(error, dict) else error
+            report.rejected.append(
+                Rejection(file=row.file, line=row.line, reason=f"OpenSearch refused it: {reason}")
+            )
+        if on_progress is not None:
+            on_progress(report.read)
+    if origins:
+        raise LtrrError(f"{len(origins)} entities got no answer from OpenSearch")
+    client.indices.refresh(index=alias)
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,68 @@
+"""What the cluster knows about the catalog: its schema (recorded by bootstrap) and the
+query-understanding lexicon built from its entities."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import NotFoundError
+
+from .._errors import LtrrError
+from ..config import CatalogSchema, LtrrSettings
+from ..understanding import Lexicon, build_lexicon
+
+
+def catalog_schema(client: OpenSearch, settings: LtrrSettings) -> CatalogSchema:
+    """The schema the live catalog was bootstrapped with."""
+    alias = settings.index_name("catalog")
+    try:
+        mappings = client.indices.get_mapping(index=alias)
+    except NotFoundError:
+        raise LtrrError(f"no catalog at {alias}: run `ltrr bootstrap` first") from None
+    index = next(iter(mappings))
+    meta = (mappings[index]["mappings"].get("_meta") or {}).get("ltrr") or {}
+    if "schema" not in meta:
+        raise LtrrError(f"{index} was not created by ltrr bootstrap (no schema in its _meta)")
+    return CatalogSchema.model_validate(meta["schema"])
+
+
+LEXICON_ID = "lexicon"
+
+
+def refresh_lexicon(client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema) -> Lexicon:
+    """Rebuild the query-understanding lexicon from the live catalog and share it through the
+    state index, so every client understands queries against the same catalog."""
+    fields = ["entity_type", "popularity_value", *schema.text_fields, *schema.slots.values()]
+    hits = helpers.scan(
+        client,
+        index=settings.index_name("catalog"),
+        query={"query": {"match_all": {}}, "_source": sorted(set(fields))},
+        size=2000,
+    )
+    lexicon = build_lexicon(
+        (
+            {**hit["_source"], "popularity": hit["_source"].get("popularity_value", 0.0)}
+            for hit in hits
+        ),
+        schema,
+    )
+    client.index(
+        index=settings.index_name("state"),
+        id=LEXICON_ID,
+        body={
+            "kind": LEXICON_ID,
+            "updated_at": datetime.now(UTC).isoformat(),
+            "payload": lexicon.model_dump(mode="json"),
+        },
+        refresh=True,
+    )
+    return lexicon
+
+
+def load_lexicon(client: OpenSearch, settings: LtrrSettings) -> Lexicon:
+    """The shared lexicon; built on the spot (and shared) when the catalog has none yet."""
+    found = client.get(index=settings.index_name("state"), id=LEXICON_ID, ignore=404)
+    if found.get("found"):
+        return Lexicon.model_validate(found["_source"]["payload"])
+    return refresh_lexicon(client, settings, catalog_schema(client, settings))

@@ -1,0 +1,29 @@
+"""Evaluation: judged query sets (queries, qrels, documents) and the test collections they come
+from."""
+
+from ._datasets import (
+    JudgedCollection,
+    read_cisi,
+    read_cranfield,
+    read_qrels,
+    read_queries,
+    write_documents,
+    write_qrels,
+    write_queries,
+)
+from ._evaluate import MEASURES, EvaluationReport, EvaluationRow, evaluate
+
+__all__ = [
+    "MEASURES",
+    "EvaluationReport",
+    "EvaluationRow",
+    "JudgedCollection",
+    "evaluate",
+    "read_cisi",
+    "read_cranfield",
+    "read_qrels",
+    "read_queries",
+    "write_documents",
+    "write_qrels",
+    "write_queries",
+]

@@ -1,0 +1,286 @@
+"""`ltrr bootstrap`: bring the cluster to the templates and indices this version of ltrr-os wants.
+
+Idempotent. Each logical index is an alias over versioned indices (`ltrr-catalog` ->
+`ltrr-catalog_v1`). When the wanted body differs from the live one (a template or schema change),
+a new version is created, the old one is made read-only, its documents are reindexed into the new
+one, counted, and the alias moves atomically; the old version is kept for rollback. Nothing is
+lost: writes during the upgrade fail loudly instead of landing in an index about to be retired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import TransportError
+
+from .._errors import LtrrError
+from ..config import CatalogSchema, LtrrSettings
+from ..strategies import strategies
+from ._templates import LogicalIndex, logical_indices, templates_dir
+
+_VERSION = re.compile(r"_v(\d+)$")
+REINDEX_TIMEOUT_S = 3600.0
+
+
+class Step(Protocol):
+    def describe(self) -> str: ...
+
+    def run(self, client: OpenSearch) -> None: ...
+
+
+def _wait_until_allocated(client: OpenSearch, index: str) -> None:
+    # With request_timeout given, opensearch-py sends `timeout` to the server as the wait limit.
+    health = client.cluster.health(
+        index=index, wait_for_status="yellow", timeout="60s", request_timeout=70
+    )
+    if health.get("timed_out"):
+        raise LtrrError(f"{index} was created but its shards were not allocated within 60s")
+
+
+def _fingerprint(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _with_fingerprint(body: dict[str, Any]) -> dict[str, Any]:
+    meta = {**body.get("_meta", {}), "ltrr_fingerprint": _fingerprint(body)}
+    return {**body, "_meta": meta}
+
+
+@dataclass(frozen=True)
+class PutComponentTemplate:
+    name: str
+    body: dict[str, Any]
+
+    def describe(self) -> str:
+        return f"put component template {self.name}"
+
+    def run(self, client: OpenSearch) -> None:
+        client.cluster.put_component_template(name=self.name, body=self.body)
+
+
+@dataclass(frozen=True)
+class PutIndexTemplate:
+    name: str
+    body: dict[str, Any]
+
+    def describe(self) -> str:
+        return f"put index template {self.name} for {', '.join(self.body['index_patterns'])}"
+
+    def run(self, client: OpenSearch) -> None:
+        client.indices.put_index_template(name=self.name, body=self.body)
+
+
+@dataclass(frozen=True)
+class CreateIndex:
+    index: str
+    alias: str
+    body: dict[str, Any]
+    shared_read_alias: str | None
+
+    def describe(self) -> str:
+        return f"create index {self.index} behind alias {self.alias}"
+
+    def run(self, client: OpenSearch) -> None:
+        aliases: dict[str, Any] = {self.alias: {"is_write_index": True}}
+        if self.shared_read_alias:
+            aliases[self.shared_read_alias] = {}
+        client.indices.create(index=self.index, body={**self.body, "aliases": aliases})
+        _wait_until_allocated(client, self.index)
+
+
+@dataclass(frozen=True)
+class UpgradeIndex:
+    """Reindex into a new version and move the alias; on any failure, undo and keep the old."""
+
+    old: str
+    new: str
+    alias: str
+    body: dict[str, Any]
+    removed_fields: tuple[str, ...]
+    shared_read_alias: str | None
+    retired: tuple[str, ...]
+
+    def describe(self) -> str:
+        text = f"upgrade {self.alias}: reindex {self.old} into {self.new}, then move the alias"
+        if self.removed_fields:
+            text += f" (dropping fields no longer mapped: {', '.join(self.removed_fields)})"
+        if self.retired:
+            text += f"; delete retired {', '.join(self.retired)}"
+        return text
+
+    def run(self, client: OpenSearch) -> None:
+        client.indices.put_settings(index=self.old, body={"index.blocks.write": True})
+        try:
+            client.indices.create(index=self.new, body=self.body)
+            _wait_until_allocated(client, self.new)
+            self._reindex(client)
+            client.indices.refresh(index=self.new)
+            before = client.count(index=self.old)["count"]
+            after = client.count(index=self.new)["count"]
+            if before != after:
+                raise LtrrError(f"reindex copied {after} of {before} documents")
+        except (LtrrError, TransportError) as exc:
+            client.indices.delete(index=self.new, ignore_unavailable=True)
+            client.indices.put_settings(index=self.old, body={"index.blocks.write": None})
+            raise LtrrError(
+                f"upgrade of {self.alias} failed, {self.old} is unchanged: {exc}"
+            ) from None
+        actions: list[dict[str, Any]] = [
+            {"remove": {"index": self.old, "alias": self.alias}},
+            {"add": {"index": self.new, "alias": self.alias, "is_write_index": True}},
+        ]
+        if self.shared_read_alias:
+            actions += [
+                {"remove": {"index": self.old, "alias": self.shared_read_alias}},
+                {"add": {"index": self.new, "alias": self.shared_read_alias}},
+            ]
+        client.indices.update_aliases(body={"actions": actions})
+        for index in self.retired:
+            client.indices.delete(index=index, ignore_unavailable=True)
+
+    def _reindex(self, client: OpenSearch) -> None:
+        body: dict[str, Any] = {
+            "source": {"index": self.old},
+            "dest": {"index": self.new, "op_type": "create"},
+        }
+        if self.removed_fields:
+            body["script"] = {
+                "lang": "painless",
+                "source": "for (f in params.fields) { ctx._source.remove(f) }",
+                "params": {"fields": list(self.removed_fields)},
+            }
+        task = client.reindex(body=body, wait_for_completion=False)["task"]
+        deadline = time.monotonic() + REINDEX_TIMEOUT_S
+        while True:
+            status = client.tasks.get(task_id=task)
+            if status.get("completed"):
+                break
+            if time.monotonic() > deadline:
+                client.tasks.cancel(task_id=task)
+                raise LtrrError(f"reindex did not finish within {REINDEX_TIMEOUT_S:.0f}s")
+            time.sleep(0.5)
+        if "error" in status:
+            raise LtrrError(f"reindex failed: {status['error'].get('reason', status['error'])}")
+        failures = status.get("response", {}).get("failures") or []
+        if failures:
+            first = failures[0].get("cause", {}).get("reason", failures[0])
+            raise LtrrError(f"reindex failed for {len(failures)} document(s), first: {first}")
+
+
+@dataclass(frozen=True)
+class PutSearchTemplate:
+    template_id: str
+    source: str
+
+    def describe(self) -> str:
+        return f"store search template {self.template_id}"
+
+    def run(self, client: OpenSearch) -> None:
+        client.put_script(
+            id=self.template_id, body={"script": {"lang": "mustache", "source": self.source}}
+        )
+
+
+def _search_template_steps(client: OpenSearch, settings: LtrrSettings) -> list[Step]:
+    steps: list[Step] = []
+    for strategy in strategies().values():
+        source = templates_dir().joinpath("search", strategy.template).read_text(encoding="utf-8")
+        template_id = strategy.template_id(settings)
+        stored = client.get_script(id=template_id, ignore=404)
+        if not stored.get("found") or stored["script"]["source"] != source:
+            steps.append(PutSearchTemplate(template_id, source))
+    return steps
+
+
+def _stored_meta_fingerprint(stored: dict[str, Any] | None) -> str | None:
+    if not stored:
+        return None
+    return (stored.get("_meta") or {}).get("ltrr_fingerprint")
+
+
+def _component_steps(
+    client: OpenSearch, settings: LtrrSettings, logical: LogicalIndex
+) -> list[Step]:
+    steps: list[Step] = []
+    names = []
+    for component, body in logical.components.items():
+        name = logical.component_name(settings, component)
+        names.append(name)
+        wanted = _with_fingerprint(body)
+        stored = None
+        if client.cluster.exists_component_template(name=name):
+            found = client.cluster.get_component_template(name=name)["component_templates"]
+            stored = found[0]["component_template"]
+        if _stored_meta_fingerprint(stored) != wanted["_meta"]["ltrr_fingerprint"]:
+            steps.append(PutComponentTemplate(name, wanted))
+    alias = logical.alias(settings)
+    index_template = _with_fingerprint(
+        {
+            "index_patterns": [f"{alias}_v*"],
+            "composed_of": names,
+            "priority": 500,
+            "template": {"settings": {"index": {"number_of_replicas": logical.replicas}}},
+            "_meta": {"description": f"ltrr-os {logical.name}"},
+        }
+    )
+    stored = None
+    if client.indices.exists_index_template(name=alias):
+        stored = client.indices.get_index_template(name=alias)["index_templates"][0][
+            "index_template"
+        ]
+    if _stored_meta_fingerprint(stored) != index_template["_meta"]["ltrr_fingerprint"]:
+        steps.append(PutIndexTemplate(alias, index_template))
+    return steps
+
+
+def _index_steps(client: OpenSearch, settings: LtrrSettings, logical: LogicalIndex) -> list[Step]:
+    alias = logical.alias(settings)
+    body = logical.body()
+    if client.indices.exists(index=alias) and not client.indices.exists_alias(name=alias):
+        raise LtrrError(
+            f"{alias} is an index, not an alias; ltrr-os keeps versioned indices behind that "
+            "name. Move or delete it, or choose another index_prefix."
+        )
+    versions = sorted(
+        (int(m.group(1)), name)
+        for name in client.indices.get(index=f"{alias}_v*", expand_wildcards="all")
+        if (m := _VERSION.search(name)) and name.startswith(f"{alias}_v")
+    )
+    next_index = f"{alias}_v{versions[-1][0] + 1 if versions else 1}"
+    if not client.indices.exists_alias(name=alias):
+        return [CreateIndex(next_index, alias, body, logical.shared_read_alias)]
+    current = next(iter(client.indices.get_alias(name=alias)))
+    mapping = client.indices.get_mapping(index=current)[current]["mappings"]
+    live = (mapping.get("_meta") or {}).get("ltrr", {}).get("fingerprint")
+    if live == logical.fingerprint():
+        return []
+    wanted_fields = set(body["mappings"].get("properties", {}))
+    removed = tuple(sorted(set(mapping.get("properties", {})) - wanted_fields))
+    retired = tuple(name for _, name in versions if name not in (current, next_index))
+    return [
+        UpgradeIndex(current, next_index, alias, body, removed, logical.shared_read_alias, retired)
+    ]
+
+
+def plan_bootstrap(client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema) -> list[Step]:
+    """What bootstrap would do, read from the cluster without changing it."""
+    steps: list[Step] = []
+    for logical in logical_indices(settings, schema):
+        steps += _component_steps(client, settings, logical)
+        steps += _index_steps(client, settings, logical)
+    return steps + _search_template_steps(client, settings)
+
+
+def bootstrap(client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema) -> list[str]:
+    """Apply the plan; returns what was done (empty when everything was already current)."""
+    done = []
+    for step in plan_bootstrap(client, settings, schema):
+        step.run(client)
+        done.append(step.describe())
+    return done

@@ -1,0 +1,160 @@
+"""Index bodies of ltrr-os' indices, composed from index_templates/ and the catalog schema.
+
+Each logical index (catalog, ubi_queries, ubi_events) is a composable index template over component
+templates. The JSON components in index_templates/components/ are static; the catalog's field
+mappings are generated from its schema. A fingerprint of the composed body tells bootstrap whether
+the live index is current.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+from ..config import CatalogSchema, KeywordField, LtrrSettings, NumberField, TextField
+
+KNN_METHOD: dict[str, Any] = {
+    "name": "hnsw",
+    "engine": "lucene",
+    "space_type": "cosinesimil",
+    "parameters": {"m": 16, "ef_construction": 128},
+}
+
+
+def templates_dir() -> Traversable:
+    """index_templates/, packaged into the wheel, or at the top of a source checkout."""
+    packaged = resources.files("ltrr_os").joinpath("_index_templates")
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "index_templates"
+
+
+def load_component(name: str) -> dict[str, Any]:
+    text = templates_dir().joinpath("components", f"{name}.json").read_text(encoding="utf-8")
+    body: dict[str, Any] = json.loads(text)
+    return body
+
+
+def _text_mapping(spec: TextField) -> dict[str, Any]:
+    keyword = {"type": "keyword", "normalizer": "ltrr_keyword", "ignore_above": 256}
+    if spec.analysis == "prose":
+        return {
+            "type": "text",
+            "analyzer": "ltrr_english",
+            "fields": {"folded": {"type": "text", "analyzer": "ltrr_folded"}},
+        }
+    subfields: dict[str, Any] = {
+        "prefix": {"type": "text", "analyzer": "ltrr_prefix", "search_analyzer": "ltrr_folded"},
+        "compact": {"type": "text", "analyzer": "ltrr_compact"},
+        "keyword": keyword,
+    }
+    if spec.analysis == "title":
+        subfields["shingles"] = {"type": "text", "analyzer": "ltrr_shingles"}
+    return {"type": "text", "analyzer": "ltrr_folded", "fields": subfields}
+
+
+def field_mapping(spec: TextField | KeywordField | NumberField) -> dict[str, Any]:
+    if isinstance(spec, TextField):
+        return _text_mapping(spec)
+    if isinstance(spec, KeywordField):
+        return {"type": "keyword", "normalizer": "ltrr_keyword", "ignore_above": spec.max_chars}
+    return {"type": spec.type}
+
+
+def catalog_fields_component(schema: CatalogSchema) -> dict[str, Any]:
+    """The schema's own fields and its embedding, as a component template."""
+    properties = {name: field_mapping(spec) for name, spec in schema.fields.items()}
+    properties["embedding"] = {
+        "type": "knn_vector",
+        "dimension": schema.embedding.dimension,
+        "method": KNN_METHOD,
+    }
+    return {
+        "_meta": {"description": f"Fields of the {schema.name!r} catalog schema"},
+        "template": {"settings": {"index": {"knn": True}}, "mappings": {"properties": properties}},
+    }
+
+
+@dataclass(frozen=True)
+class LogicalIndex:
+    """An index ltrr-os owns: an alias over versioned physical indices `<alias>_v<N>`."""
+
+    name: str
+    components: dict[str, dict[str, Any]]
+    replicas: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    shared_read_alias: str | None = None
+
+    def alias(self, settings: LtrrSettings) -> str:
+        return settings.index_name(self.name)
+
+    def component_name(self, settings: LtrrSettings, component: str) -> str:
+        return settings.index_name(f"{self.name}-{component}")
+
+    def body(self) -> dict[str, Any]:
+        """Settings and mappings as OpenSearch composes them, plus our _meta with a fingerprint."""
+        composed: dict[str, Any] = {"settings": {}, "mappings": {}}
+        for component in self.components.values():
+            _merge(composed, copy.deepcopy(component.get("template", {})))
+        composed["settings"].setdefault("index", {})["number_of_replicas"] = self.replicas
+        fingerprint = hashlib.sha256(
+            json.dumps([composed, self.meta], sort_keys=True).encode()
+        ).hexdigest()[:16]
+        composed["mappings"]["_meta"] = {"ltrr": {**self.meta, "fingerprint": fingerprint}}
+        return composed
+
+    def fingerprint(self) -> str:
+        return str(self.body()["mappings"]["_meta"]["ltrr"]["fingerprint"])
+
+
+def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _with_analysis(component: dict[str, Any]) -> dict[str, Any]:
+    """OpenSearch validates each component template alone, so a component whose mappings name our
+    analyzers must carry their definitions too."""
+    combined = copy.deepcopy(component)
+    _merge(combined, {"template": load_component("analysis")["template"]})
+    return combined
+
+
+def logical_indices(settings: LtrrSettings, schema: CatalogSchema) -> list[LogicalIndex]:
+    return [
+        LogicalIndex(
+            name="catalog",
+            components={
+                "base": _with_analysis(load_component("catalog-base")),
+                "fields": _with_analysis(catalog_fields_component(schema)),
+            },
+            replicas=settings.index_replicas,
+            meta={"schema": schema.model_dump(mode="json")},
+        ),
+        LogicalIndex(
+            name="ubi_queries",
+            components={"mappings": load_component("ubi-queries")},
+            replicas=settings.index_replicas,
+            shared_read_alias="ubi_queries",
+        ),
+        LogicalIndex(
+            name="ubi_events",
+            components={"mappings": load_component("ubi-events")},
+            replicas=settings.index_replicas,
+            shared_read_alias="ubi_events",
+        ),
+        LogicalIndex(
+            name="state",
+            components={"mappings": load_component("state")},
+            replicas=settings.index_replicas,
+        ),
+    ]

@@ -1,0 +1,25 @@
+"""Retrieval strategies: stored search templates plus descriptors, run in one round trip."""
+
+from ._base import SOURCE_TYPES, SourceType, Strategy, StrategyContext
+from ._builtin import Exploration, Lexical, Memory, Structured, Vector
+from ._registry import get_strategy, register, strategies
+from ._retrieve import Candidate, Retrieval, StrategyResult, retrieve
+
+__all__ = [
+    "SOURCE_TYPES",
+    "Candidate",
+    "Exploration",
+    "Lexical",
+    "Memory",
+    "Retrieval",
+    "SourceType",
+    "Strategy",
+    "StrategyContext",
+    "StrategyResult",
+    "Structured",
+    "Vector",
+    "get_strategy",
+    "register",
+    "retrieve",
+    "strategies",
+]

@@ -1,0 +1,52 @@
+"""What a retrieval strategy is: a stored search template plus a descriptor that fills it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from ..config import CatalogSchema, LtrrSettings
+from ..embedding import Encoder
+from ..understanding import UnderstoodQuery
+
+SourceType = Literal["lexical", "structured", "vector", "memory", "exploration"]
+SOURCE_TYPES: tuple[SourceType, ...] = ("lexical", "structured", "vector", "memory", "exploration")
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """Everything a strategy needs besides the query: the catalog's shape and the encoder."""
+
+    settings: LtrrSettings
+    schema: CatalogSchema
+    encoder: Encoder
+    timeout_ms: int = 1000
+    max_query_chars: int = 512
+    exploration_seed: int = 0
+    filters: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def source_fields(self) -> list[str]:
+        """Fields returned with every candidate (everything the ranker reads; no vectors)."""
+        return ["id", "entity_type", "popularity_value", *self.schema.fields]
+
+
+class Strategy(ABC):
+    """A candidate generator. `params` returns None when the strategy has nothing to say about
+    the query (e.g. structured search without slots), so it is not run at all."""
+
+    name: ClassVar[str]
+    source_type: ClassVar[SourceType]
+
+    @property
+    def template(self) -> str:
+        """The file in index_templates/search/ that holds its mustache template."""
+        return f"{self.name}.mustache"
+
+    @abstractmethod
+    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
+        """Template parameters; user text only ever inside values rendered with {{#toJson}}."""
+
+    def template_id(self, settings: LtrrSettings) -> str:
+        return settings.index_name(f"strategy-{self.name}")

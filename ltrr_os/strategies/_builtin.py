@@ -1,0 +1,152 @@
+"""The built-in strategies. Each is a descriptor for one template in index_templates/search/."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..understanding import Reading, UnderstoodQuery
+from ._base import SourceType, Strategy, StrategyContext
+from ._clauses import text_clauses
+
+POPULARITY_BOOST = 2.0
+OBSERVED_MEMORY_BOOST = 4.0
+PREDICTED_MEMORY_BOOST = 1.0
+EXPLORATION_MAX_POPULARITY = 0.5
+STRUCTURED_SLOT_WEIGHT = 10.0
+# Words that join slots in a query ("songs by queen") and say nothing about titles.
+RESIDUAL_STOPWORDS = frozenset({"a", "an", "and", "by", "for", "from", "of", "the", "to", "with"})
+
+
+def _common(context: StrategyContext) -> dict[str, Any]:
+    return {
+        "timeout": f"{context.timeout_ms}ms",
+        "source": context.source_fields,
+        "filters": context.filters,
+    }
+
+
+class Lexical(Strategy):
+    """BM25 over the schema's text fields with their boosts, typo tolerant, biased by popularity
+    so that the more popular of two equal titles wins."""
+
+    name: ClassVar[str] = "lexical"
+    source_type: ClassVar[SourceType] = "lexical"
+
+    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
+        if not query.tokens:
+            return None
+        return {
+            **_common(context),
+            "text_clauses": text_clauses(context.schema, query.text),
+            "popularity_boost": POPULARITY_BOOST,
+        }
+
+
+class Structured(Strategy):
+    """Structured search driven by query understanding. Each reading with slots is one
+    interpretation: all its attribute constraints must hold (each worth its confidence, whatever
+    the value's rarity), the words it leaves over rank the matches by text, and the reading
+    counts as much as its likelihood."""
+
+    name: ClassVar[str] = "structured"
+    source_type: ClassVar[SourceType] = "structured"
+
+    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
+        readings = [
+            clause for r in query.readings[:3] if (clause := self._reading(r, context)) is not None
+        ]
+        if not readings:
+            return None
+        return {**_common(context), "readings": readings, "popularity_boost": POPULARITY_BOOST}
+
+    @staticmethod
+    def _reading(reading: Reading, context: StrategyContext) -> dict[str, Any] | None:
+        schema = context.schema
+        constraints: list[dict[str, Any]] = []
+        for slot in reading.slots:
+            if slot.slot == "entity_type":
+                target = "entity_type"
+            elif (field := schema.slots.get(slot.slot)) is not None:
+                target = field if field in schema.keyword_fields else f"{field}.keyword"
+            else:
+                continue
+            constraints.append(
+                {
+                    "constant_score": {
+                        "filter": {"term": {target: slot.value}},
+                        "boost": round(STRUCTURED_SLOT_WEIGHT * slot.confidence, 4),
+                    }
+                }
+            )
+        if not constraints:
+            return None
+        residual = [w for w in reading.residual.split() if w not in RESIDUAL_STOPWORDS]
+        clause: dict[str, Any] = {"must": constraints}
+        if residual:
+            clause["should"] = text_clauses(context.schema, " ".join(residual))
+        return {"bool": {**clause, "boost": round(max(reading.likelihood, 1e-3), 4)}}
+
+
+class Vector(Strategy):
+    """Dense kNN over the sentence embedding of the query (semantic, topical queries)."""
+
+    name: ClassVar[str] = "vector"
+    source_type: ClassVar[SourceType] = "vector"
+
+    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
+        if not query.tokens:
+            return None
+        return {**_common(context), "vector": context.encoder.encode_one(query.text)}
+
+
+class Memory(Strategy):
+    """The Q2E memory: entities users engaged with for this query (observed), and before any
+    engagement the queries each entity was predicted to answer (cold start)."""
+
+    name: ClassVar[str] = "memory"
+    source_type: ClassVar[SourceType] = "memory"
+
+    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
+        if not query.memory_keys:
+            return None
+        clauses = []
+        for key in query.memory_keys:
+            clauses.append(
+                {
+                    "rank_feature": {
+                        "field": f"q2e.{key}",
+                        "linear": {},
+                        "boost": OBSERVED_MEMORY_BOOST,
+                    }
+                }
+            )
+            clauses.append(
+                {
+                    "rank_feature": {
+                        "field": f"q2e_prior.{key}",
+                        "linear": {},
+                        "boost": PREDICTED_MEMORY_BOOST,
+                    }
+                }
+            )
+        return {**_common(context), "memory_clauses": clauses}
+
+
+class Exploration(Strategy):
+    """Long-tail items that still match the query loosely, sampled uniformly at random (seeded per
+    search): what the other strategies rarely surface, shown so that feedback can reach it."""
+
+    name: ClassVar[str] = "exploration"
+    source_type: ClassVar[SourceType] = "exploration"
+
+    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
+        if not query.tokens:
+            return None
+        loose = [{"match": {"predicted_queries": {"query": query.text}}}]
+        loose += text_clauses(context.schema, query.text, fuzzy=False)
+        return {
+            **_common(context),
+            "loose_clauses": loose,
+            "max_popularity": EXPLORATION_MAX_POPULARITY,
+            "seed": context.exploration_seed,
+        }

@@ -1,0 +1,146 @@
+"""Run the chosen strategies in one `_msearch/template` round trip and collect their candidates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import ConnectionTimeout, TransportError
+from pydantic import BaseModel, Field
+
+from .._errors import OpenSearchUnavailableError, QueryError
+from ..understanding import UnderstoodQuery
+from ._base import StrategyContext
+from ._registry import get_strategy
+
+MAX_STRATEGY_SIZE = 1000
+
+
+class Candidate(BaseModel):
+    """One hit of one strategy."""
+
+    id: str
+    score: float
+    rank: int
+    source: dict[str, Any] = Field(default_factory=dict)
+
+
+class StrategyResult(BaseModel):
+    """What one strategy returned; `error` is set when it failed, `skipped` when it had nothing
+    to run for this query. Neither means 'found nothing', and learners must tell them apart."""
+
+    strategy: str
+    size: int
+    candidates: list[Candidate] = Field(default_factory=list)
+    took_ms: int = 0
+    skipped: bool = False
+    timed_out: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.skipped
+
+
+class Retrieval(BaseModel):
+    results: dict[str, StrategyResult]
+    round_trip_ms: float
+
+    @property
+    def partial(self) -> bool:
+        """Some strategy failed or timed out: the candidates are incomplete."""
+        return any(r.error is not None or r.timed_out for r in self.results.values())
+
+
+def _error_text(response: Mapping[str, Any]) -> str:
+    error = response.get("error")
+    if isinstance(error, Mapping):
+        root = (error.get("root_cause") or [error])[0]
+        return f"{root.get('type', 'error')}: {root.get('reason', '')}".strip()
+    return str(error)
+
+
+def retrieve(
+    client: OpenSearch,
+    plan: Mapping[str, int],
+    query: UnderstoodQuery,
+    context: StrategyContext,
+) -> Retrieval:
+    """Run each planned strategy (name -> number of candidates) in one round trip. Limits are
+    checked first: nothing out of bounds reaches OpenSearch."""
+    if len(query.text) > context.max_query_chars:
+        raise QueryError(
+            f"query is {len(query.text)} characters long (limit {context.max_query_chars})"
+        )
+    for name, size in plan.items():
+        if (
+            isinstance(size, bool)
+            or not isinstance(size, int)
+            or not 0 <= size <= MAX_STRATEGY_SIZE
+        ):
+            raise QueryError(f"size of {name!r} must be an integer from 0 to {MAX_STRATEGY_SIZE}")
+    index = context.settings.index_name("catalog")
+    results: dict[str, StrategyResult] = {}
+    body: list[dict[str, Any]] = []
+    sent: list[str] = []
+    for name, size in plan.items():
+        strategy = get_strategy(name)
+        params = strategy.params(query, context) if size > 0 else None
+        if params is None:
+            results[name] = StrategyResult(strategy=name, size=size, skipped=True)
+            continue
+        body += [
+            {"index": index},
+            {"id": strategy.template_id(context.settings), "params": {**params, "size": size}},
+        ]
+        sent.append(name)
+    started = time.perf_counter()
+    if sent:
+        try:
+            responses = client.msearch_template(
+                body=body, request_timeout=context.timeout_ms / 1000 + 1.0
+            )["responses"]
+        except (OSConnectionError, ConnectionTimeout) as exc:
+            raise OpenSearchUnavailableError(
+                f"OpenSearch did not answer the search: {exc}"
+            ) from None
+        except TransportError as exc:
+            raise OpenSearchUnavailableError(
+                f"OpenSearch refused the search ({exc.status_code}): {exc.error}"
+            ) from None
+        for name, response in zip(sent, responses, strict=True):
+            results[name] = _result(name, plan[name], response)
+    return Retrieval(
+        results={name: results[name] for name in plan},
+        round_trip_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def _result(name: str, size: int, response: Mapping[str, Any]) -> StrategyResult:
+    if "error" in response:
+        return StrategyResult(strategy=name, size=size, error=_error_text(response))
+    hits = response.get("hits", {}).get("hits", [])
+    shards = response.get("_shards", {})
+    failure = None
+    if shards.get("failed"):
+        reasons = [f.get("reason", {}).get("reason", "") for f in shards.get("failures", [])]
+        failure = f"{shards['failed']} shard(s) failed: {'; '.join(reasons)[:300]}"
+    return StrategyResult(
+        strategy=name,
+        size=size,
+        took_ms=int(response.get("took", 0)),
+        timed_out=bool(response.get("timed_out")),
+        error=failure,
+        candidates=[
+            Candidate(
+                id=hit["_id"],
+                score=float(hit.get("_score") or 0.0),
+                rank=rank,
+                source=hit.get("_source") or {},
+            )
+            for rank, hit in enumerate(hits, start=1)
+        ],
+    )

@@ -1,0 +1,161 @@
+"""Ingest on a real node: rejected rows reported, idempotent re-runs, learned memory kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opensearchpy import OpenSearch
+
+from ltrr_os.catalog import ingest_rows, read_rows
+from ltrr_os.config import LtrrSettings, load_schema
+from ltrr_os.embedding import Encoder, load_encoder
+from ltrr_os.evaluation import read_cranfield, write_documents
+from ltrr_os.opensearch import bootstrap
+
+from ..conftest import REPO
+
+DOCUMENTS = load_schema("documents")
+CRANFIELD = REPO.parent / "shared" / "data" / "ir" / "cranfield"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return load_encoder()
+
+
+@pytest.fixture
+def docs_settings(settings: LtrrSettings, os_client: OpenSearch) -> Iterator[LtrrSettings]:
+    own = settings.model_copy(update={"index_prefix": f"{settings.index_prefix}docs-"})
+    bootstrap(os_client, own, DOCUMENTS)
+    yield own
+    os_client.indices.delete(index=f"{own.index_prefix}*")
+
+
+def write_jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def doc(doc_id: str, title: str, **extra: object) -> str:
+    return json.dumps({"id": doc_id, "title": title, **extra})
+
+
+def test_good_rows_are_ingested_and_bad_ones_reported_by_file_and_line(
+    os_client: OpenSearch, docs_settings: LtrrSettings, encoder: Encoder, tmp_path: Path
+) -> None:
+    path = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [
+            doc("1", "Wing flutter at supersonic speed", body="flutter of wings"),
+            "{broken",
+            doc("3", ""),
+            doc("4", "Heat transfer in boundary layers", author="Smith, J.", colour="red"),
+            json.dumps({"id": "5", "title": "x" * 5000}),
+        ],
+    )
+    report = ingest_rows(os_client, docs_settings, DOCUMENTS, read_rows(path), encoder)
+    assert (report.read, report.indexed) == (5, 2)
+    assert [(r.line, r.reason.split(":")[0]) for r in report.rejected] == [
+        (2, "invalid JSON"),
+        (3, "missing required field 'title'"),
+        (5, "field 'title' is 5000 characters long (limit 2000)"),
+    ]
+    assert all(r.file == str(path) for r in report.rejected)
+    assert report.ignored_fields == ["colour"]
+    alias = docs_settings.index_name("catalog")
+    stored = os_client.get(index=alias, id="4")["_source"]
+    assert stored["author"] == "Smith, J."
+    assert len(stored["embedding"]) == 384
+    assert stored["sources"] == ["docs.jsonl:4"]
+    hits = os_client.search(index=alias, body={"query": {"match": {"body": "flutters"}}})
+    assert [h["_id"] for h in hits["hits"]["hits"]] == ["1"]
+
+
+def test_reingest_is_idempotent_and_keeps_learned_memory(
+    os_client: OpenSearch, docs_settings: LtrrSettings, encoder: Encoder, tmp_path: Path
+) -> None:
+    path = write_jsonl(tmp_path / "docs.jsonl", [doc("1", "Boundary layers"), doc("2", "Shocks")])
+    ingest_rows(os_client, docs_settings, DOCUMENTS, read_rows(path), encoder)
+    alias = docs_settings.index_name("catalog")
+    os_client.update(
+        index=alias, id="1", body={"doc": {"q2e": {"laminar flow": 3.5}}}, refresh=True
+    )
+    path = write_jsonl(
+        tmp_path / "docs.jsonl", [doc("1", "Boundary layers revisited"), doc("2", "Shocks")]
+    )
+    report = ingest_rows(os_client, docs_settings, DOCUMENTS, read_rows(path), encoder)
+    assert (report.indexed, report.rejected) == (2, [])
+    assert os_client.count(index=alias)["count"] == 2
+    stored = os_client.get(index=alias, id="1")["_source"]
+    assert stored["title"] == "Boundary layers revisited"
+    assert stored["q2e"] == {"laminar flow": 3.5}
+    assert stored["q2e_prior"] == {"boundary layers revisited": 1.0}
+
+
+def test_cranfield_documents_are_searchable_by_every_route(
+    os_client: OpenSearch, docs_settings: LtrrSettings, encoder: Encoder, tmp_path: Path
+) -> None:
+    collection = read_cranfield(CRANFIELD)
+    path = tmp_path / "cranfield.jsonl"
+    write_documents(path, collection.documents[:60])
+    report = ingest_rows(os_client, docs_settings, DOCUMENTS, read_rows(path), encoder)
+    assert (report.indexed, report.rejected) == (60, [])
+    alias = docs_settings.index_name("catalog")
+    lexical = os_client.search(
+        index=alias,
+        body={
+            "query": {
+                "multi_match": {"query": "propeller slipstream", "fields": ["title^2", "body"]}
+            }
+        },
+    )
+    assert lexical["hits"]["hits"][0]["_id"] == "1"
+    vector = encoder.encode_one("wing in a propeller slipstream")
+    dense = os_client.search(
+        index=alias, body={"size": 3, "query": {"knn": {"embedding": {"vector": vector, "k": 3}}}}
+    )
+    assert "1" in [h["_id"] for h in dense["hits"]["hits"]]
+    memory = os_client.search(
+        index=alias,
+        body={
+            "query": {
+                "rank_feature": {
+                    "field": "q2e_prior.experimental investigation of the aerodynamics of a "
+                    "wing in a slipstream"
+                }
+            }
+        },
+    )
+    assert memory["hits"]["hits"][0]["_id"] == "1"
+
+
+def test_cli_exit_code_says_whether_anything_was_rejected(
+    docs_settings: LtrrSettings, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "OPENSEARCH_URL": docs_settings.opensearch_url,
+        "LTRR_INDEX_PREFIX": docs_settings.index_prefix,
+    }
+    clean = write_jsonl(tmp_path / "clean.jsonl", [doc("1", "Good")])
+    dirty = write_jsonl(tmp_path / "dirty.jsonl", [doc("2", "Good"), "nope"])
+
+    def run(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ltrr_os", "ingest", str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+
+    assert run(clean).returncode == 0
+    result = run(dirty)
+    assert result.returncode == 1
+    assert f"rejected {dirty}:2: invalid JSON" in result.stderr

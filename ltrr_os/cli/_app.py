@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from opensearchpy import OpenSearch
@@ -27,6 +28,7 @@ from ..catalog import (
     read_rows,
     refresh_lexicon,
 )
+from ..client import PROFILES_FILE, LTRRClient, SearchContext
 from ..config import CatalogSchema, LtrrSettings, load_schema, load_settings
 from ..embedding import load_encoder
 from ..evaluation import evaluate as run_evaluation
@@ -39,8 +41,10 @@ from ..evaluation import (
     write_qrels,
     write_queries,
 )
+from ..feedback import replay
 from ..opensearch import bootstrap as apply_bootstrap
 from ..opensearch import connect, plan_bootstrap, run_checks
+from ..policy import new_default_policy
 from ..strategies import StrategyContext, get_strategy, strategies
 
 app = typer.Typer(
@@ -320,6 +324,122 @@ def evaluate(
         )
     console.print(table)
     console.print(f"wrote {out / 'metrics.json'}")
+
+
+def _client() -> LTRRClient:
+    return LTRRClient(state.settings(), opensearch=state.client())
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to search for.")],
+    user: Annotated[
+        str | None, typer.Option("--user", help="User id (for personal context).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 10,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the full response as JSON.")
+    ] = False,
+) -> None:
+    """Search with learned retrieval: decision, results with provenance, timings."""
+    client = _client()
+    try:
+        response = client.search(query, SearchContext(user_id=user), limit=limit)
+    finally:
+        client.close()
+    if as_json:
+        print(response.model_dump_json(indent=2))
+        return
+    features = response.understanding.features
+    best = response.understanding.readings[0]
+    slots = ", ".join(f"{s.slot}={s.value}" for s in best.slots) or "none"
+    console.print(
+        f"search {response.search_id}: {features.query_type} query ({features.language}), "
+        f"slots: {slots}"
+    )
+    plan = ", ".join(
+        f"{c.strategy} {c.size} (p={c.probability:.2f})"
+        for c in response.decision.choices
+        if c.size > 0
+    )
+    console.print(
+        f"policy {response.decision.policy}: {plan or 'nothing to run'}; "
+        f"{response.candidates} candidates, ranked by {response.ranker}"
+    )
+    table = Table("#", "title", "type", "id", "found by")
+    for result in response.results:
+        found = ", ".join(f"{p.strategy}#{p.rank}" for p in result.provenance)
+        table.add_row(
+            str(result.rank), result.title or "", result.entity_type or "", result.id, found
+        )
+    console.print(table)
+    for strategy, error in response.errors.items():
+        err_console.print(f"[yellow]partial:[/] {strategy} failed: {error}")
+    console.print(" ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items()))
+
+
+@app.command()
+def feedback(
+    events: Annotated[Path, typer.Argument(help="JSON Lines of events ('-' for stdin).")],
+) -> None:
+    """Record UBI-shaped feedback events (impression, click, add_to_favorites, playback...)."""
+    lines = (
+        sys.stdin.read().splitlines()
+        if str(events) == "-"
+        else (events.read_text(encoding="utf-8").splitlines())
+    )
+    parsed: list[Any] = []
+    bad: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            parsed.append(json.loads(line))
+        except ValueError as exc:
+            bad.append(f"line {number}: invalid JSON: {exc}")
+    client = _client()
+    try:
+        receipt = client.feedback(parsed)
+    finally:
+        client.close()
+    console.print(
+        f"accepted {receipt.accepted}, duplicates {receipt.duplicates}, "
+        f"rejected {len(receipt.rejected) + len(bad)}, "
+        f"memory updates {receipt.memory_updates}"
+    )
+    for problem in bad:
+        err_console.print(f"rejected {problem}", markup=False)
+    for rejection in receipt.rejected:
+        err_console.print(f"rejected event {rejection.index + 1}: {rejection.reason}", markup=False)
+    if bad or receipt.rejected:
+        raise typer.Exit(1)
+
+
+@app.command("replay")
+def replay_command() -> None:
+    """Rebuild the policy, the Q2E memory and the user profiles from the UBI log alone."""
+    settings, client = state.settings(), state.client()
+    policy = new_default_policy()
+    with Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("replay", total=None)
+        report, profiles = replay(
+            client,
+            settings,
+            catalog_schema(client, settings),
+            policy,
+            on_progress=lambda done: progress.update(task, completed=done),
+        )
+    saved = policy.save(settings.model_dir)
+    profiles.save(settings.model_dir / PROFILES_FILE)
+    console.print(report.model_dump())
+    console.print(f"saved policy {saved} and user profiles")
 
 
 datasets_app = typer.Typer(help="Judged query sets and documents from the shared data.")

@@ -63,6 +63,20 @@ class LtrrSettings(BaseSettings):
     index_prefix: str = "ltrr-"
     index_replicas: int = Field(default=0, ge=0, le=5, description="replicas of every index")
     model_dir: Path = Field(default_factory=lambda: _default_data_dir() / "models")
+    spool_dir: Path = Field(
+        default_factory=lambda: _default_data_dir() / "spool",
+        description="durable local log of searches and events not yet in OpenSearch",
+    )
+    max_query_chars: int = Field(default=512, ge=1, le=10_000)
+    max_results: int = Field(default=100, ge=1, le=1000)
+    candidate_budget: int = Field(default=400, ge=1, le=5000)
+    search_timeout_ms: int = Field(default=1000, ge=10, le=60_000)
+    reward_window_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="how long a search waits for engagement before the "
+        "policy learns that nothing was engaged",
+    )
 
     @field_validator("opensearch_url")
     @classmethod

@@ -12,6 +12,15 @@ from ..understanding import UnderstoodQuery
 
 SourceType = Literal["lexical", "structured", "vector", "memory", "exploration"]
 SOURCE_TYPES: tuple[SourceType, ...] = ("lexical", "structured", "vector", "memory", "exploration")
+NOT_RETURNED = (
+    "embedding",
+    "q2e",
+    "q2e_prior",
+    "predicted_queries",
+    "sources",
+    "ingested_at",
+    "memory_updated_at",
+)
 
 
 @dataclass(frozen=True)
@@ -27,9 +36,11 @@ class StrategyContext:
     filters: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def source_fields(self) -> list[str]:
-        """Fields returned with every candidate (everything the ranker reads; no vectors)."""
-        return ["id", "entity_type", "popularity_value", *self.schema.fields]
+    def source_filter(self) -> dict[str, list[str]]:
+        """What each candidate brings back: its fields, without vectors and memory maps. An
+        exclude list, not an include list: with the k-NN derived source, excluding the vector
+        skips rebuilding it, which makes fetching about four times faster."""
+        return {"excludes": [*NOT_RETURNED]}
 
 
 class Strategy(ABC):
@@ -44,9 +55,14 @@ class Strategy(ABC):
         """The file in index_templates/search/ that holds its mustache template."""
         return f"{self.name}.mustache"
 
+    def applicable(self, query: UnderstoodQuery) -> bool:
+        """Whether the strategy has anything to run for this query (cheap: no encoding)."""
+        return bool(query.tokens)
+
     @abstractmethod
     def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
-        """Template parameters; user text only ever inside values rendered with {{#toJson}}."""
+        """Template parameters, None when not applicable; user text only ever inside values
+        rendered with {{#toJson}}."""
 
     def template_id(self, settings: LtrrSettings) -> str:
         return settings.index_name(f"strategy-{self.name}")

@@ -20,7 +20,7 @@ RESIDUAL_STOPWORDS = frozenset({"a", "an", "and", "by", "for", "from", "of", "th
 def _common(context: StrategyContext) -> dict[str, Any]:
     return {
         "timeout": f"{context.timeout_ms}ms",
-        "source": context.source_fields,
+        "source": context.source_filter,
         "filters": context.filters,
     }
 
@@ -33,7 +33,7 @@ class Lexical(Strategy):
     source_type: ClassVar[SourceType] = "lexical"
 
     def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
-        if not query.tokens:
+        if not self.applicable(query):
             return None
         return {
             **_common(context),
@@ -50,6 +50,9 @@ class Structured(Strategy):
 
     name: ClassVar[str] = "structured"
     source_type: ClassVar[SourceType] = "structured"
+
+    def applicable(self, query: UnderstoodQuery) -> bool:
+        return any(reading.slots for reading in query.readings[:3])
 
     def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
         readings = [
@@ -94,7 +97,7 @@ class Vector(Strategy):
     source_type: ClassVar[SourceType] = "vector"
 
     def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
-        if not query.tokens:
+        if not self.applicable(query):
             return None
         return {**_common(context), "vector": context.encoder.encode_one(query.text)}
 
@@ -106,8 +109,11 @@ class Memory(Strategy):
     name: ClassVar[str] = "memory"
     source_type: ClassVar[SourceType] = "memory"
 
+    def applicable(self, query: UnderstoodQuery) -> bool:
+        return bool(query.memory_keys)
+
     def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
-        if not query.memory_keys:
+        if not self.applicable(query):
             return None
         clauses = []
         for key in query.memory_keys:
@@ -115,7 +121,7 @@ class Memory(Strategy):
                 {
                     "rank_feature": {
                         "field": f"q2e.{key}",
-                        "linear": {},
+                        "saturation": {"pivot": 1.0},
                         "boost": OBSERVED_MEMORY_BOOST,
                     }
                 }
@@ -140,7 +146,7 @@ class Exploration(Strategy):
     source_type: ClassVar[SourceType] = "exploration"
 
     def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
-        if not query.tokens:
+        if not self.applicable(query):
             return None
         loose = [{"match": {"predicted_queries": {"query": query.text}}}]
         loose += text_clauses(context.schema, query.text, fuzzy=False)

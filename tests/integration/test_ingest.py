@@ -14,7 +14,7 @@ from opensearchpy import OpenSearch
 
 from ltrr_os.catalog import ingest_rows, read_rows
 from ltrr_os.config import LtrrSettings, load_schema
-from ltrr_os.embedding import Encoder, load_encoder
+from ltrr_os.embedding import Encoder
 from ltrr_os.evaluation import read_cranfield, write_documents
 from ltrr_os.opensearch import bootstrap
 
@@ -22,11 +22,6 @@ from ..conftest import REPO
 
 DOCUMENTS = load_schema("documents")
 CRANFIELD = REPO.parent / "shared" / "data" / "ir" / "cranfield"
-
-
-@pytest.fixture(scope="module")
-def encoder() -> Encoder:
-    return load_encoder()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,63 +11,23 @@ from hypothesis import strategies as st
 from opensearchpy import OpenSearch, Transport
 
 from ltrr_os import QueryError
-from ltrr_os.catalog import SourceRow, build_music_catalog, ingest_rows, refresh_lexicon
-from ltrr_os.config import LtrrSettings, load_schema
-from ltrr_os.embedding import Encoder, load_encoder
-from ltrr_os.opensearch import bootstrap
+from ltrr_os.catalog import load_lexicon
+from ltrr_os.config import LtrrSettings
+from ltrr_os.embedding import Encoder
 from ltrr_os.strategies import StrategyContext, get_strategy, retrieve, strategies
 from ltrr_os.understanding import Lexicon, understand
 
-from ..conftest import REPO
+from .conftest import MUSIC
 
-MUSIC = load_schema("music")
-ARTISTS = {
-    "Queen",
-    "Taylor Swift",
-    "AC/DC",
-    "Green Day",
-    "Bon Jovi",
-    "Journey",
-    "Europe",
-    "The Lumineers",
-    "KT Tunstall",
-    "Dolly Parton",
-    "Beyoncé",
-    "Eminem",
-}
 ALL = list(strategies())
 
 
 @pytest.fixture(scope="module")
-def encoder() -> Encoder:
-    return load_encoder()
-
-
-@pytest.fixture(scope="module")
 def music(
-    settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
-) -> Iterator[tuple[StrategyContext, Lexicon]]:
-    own = settings.model_copy(update={"index_prefix": f"{settings.index_prefix}strat-"})
-    bootstrap(os_client, own, MUSIC)
-    catalog = build_music_catalog(REPO.parent / "shared" / "data" / "music")
-    chosen = [e for e in catalog.entities if e.get("artist") in ARTISTS]
-    chosen += catalog.entities[::200]
-    twins = [
-        {
-            "id": f"track:twin-{p}",
-            "entity_type": "track",
-            "title": "Zebra Crossing Anthem",
-            "artist": f"Band {p}",
-            "popularity": p / 10,
-        }
-        for p in (1, 9)
-    ]
-    rows = [SourceRow("slice", i, entity) for i, entity in enumerate([*chosen, *twins])]
-    report = ingest_rows(os_client, own, MUSIC, rows, encoder)
-    assert report.rejected == []
-    lexicon = refresh_lexicon(os_client, own, MUSIC)
-    yield StrategyContext(settings=own, schema=MUSIC, encoder=encoder), lexicon
-    os_client.indices.delete(index=f"{own.index_prefix}*")
+    music_settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
+) -> tuple[StrategyContext, Lexicon]:
+    context = StrategyContext(settings=music_settings, schema=MUSIC, encoder=encoder)
+    return context, load_lexicon(os_client, music_settings)
 
 
 def run(

@@ -1,0 +1,126 @@
+"""Feedback events and search records in the shape of OpenSearch User Behavior Insights (UBI)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..config import LtrrSettings
+from ..policy import ENGAGEMENT_WEIGHTS, Decision, DecisionContext
+
+APPLICATION = "ltrr-os"
+_ID = r"^[A-Za-z0-9._:@/+=-]{1,128}$"
+
+
+class FeedbackEvent(BaseModel):
+    """One user action on a search result, keyed by the search it belongs to (UBI `query_id`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    search_id: str = Field(pattern=_ID)
+    action: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="UBI action_name")
+    object_id: str = Field(min_length=1, max_length=512)
+    position: int | None = Field(default=None, ge=1, le=10_000)
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    user_id: str | None = Field(default=None, pattern=_ID)
+    session_id: str | None = Field(default=None, pattern=_ID)
+    event_id: str | None = Field(default=None, pattern=_ID)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    @property
+    def weight(self) -> float:
+        """How much this action says the user wanted the object (0 for impressions)."""
+        return ENGAGEMENT_WEIGHTS.get(self.action, 0.0)
+
+    @property
+    def key(self) -> str:
+        """Idempotency key: the given event id, else a hash of what makes the event unique (its
+        timestamp only if the sender gave one: a resent event gets a new default timestamp)."""
+        if self.event_id:
+            return self.event_id
+        parts = [self.search_id, self.action, self.object_id, str(self.position)]
+        if "timestamp" in self.model_fields_set:
+            parts.append(self.timestamp.isoformat())
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def ubi_event(event: FeedbackEvent) -> dict[str, Any]:
+    """The UBI event document for a feedback event."""
+    attributes: dict[str, Any] = {
+        "event_id": event.key,
+        "object": {"object_id": event.object_id, "object_id_field": "id"},
+    }
+    if event.position is not None:
+        attributes["position"] = {"ordinal": event.position}
+    document: dict[str, Any] = {
+        "application": APPLICATION,
+        "action_name": event.action,
+        "query_id": event.search_id,
+        "timestamp": event.timestamp.isoformat(),
+        "message_type": "INFO",
+        "event_attributes": attributes,
+    }
+    for name in ("user_id", "session_id"):
+        if (value := getattr(event, name)) is not None:
+            document[name] = value
+    if event.user_id is not None:
+        document["client_id"] = event.user_id
+    return document
+
+
+class CandidateList(BaseModel):
+    """One strategy's candidates for a search, in rank order, as logged for replay."""
+
+    ids: list[str]
+    failed: bool = False
+
+
+class SearchRecord(BaseModel):
+    """Everything needed to learn from a search later: logged as a UBI query."""
+
+    search_id: str
+    text: str
+    timestamp: datetime
+    user_id: str | None = None
+    session_id: str | None = None
+    context: DecisionContext
+    decision: Decision
+    candidates: dict[str, CandidateList]
+    results: list[str]
+    attributes: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="slot attributes of the shown results (entity -> field -> values), so "
+        "feedback can update user profiles without fetching entities",
+    )
+
+
+def ubi_query(settings: LtrrSettings, record: SearchRecord) -> dict[str, Any]:
+    """The UBI query document: the standard fields UBI tools read, and ltrr-os' own record."""
+    features = record.context.query.features
+    document: dict[str, Any] = {
+        "application": APPLICATION,
+        "query_id": record.search_id,
+        "query_response_id": record.search_id,
+        "timestamp": record.timestamp.isoformat(),
+        "user_query": record.text,
+        "query_response_hit_ids": record.results,
+        "indexes": [settings.index_name("catalog")],
+        "query_attributes": {
+            "query_type": features.query_type,
+            "language": features.language,
+            "policy": record.decision.policy,
+            "plan": ",".join(f"{k}:{v}" for k, v in sorted(record.decision.plan.items())),
+            "propensity": f"{record.decision.probability:.6g}",
+        },
+        "ltrr": record.model_dump(mode="json"),
+    }
+    if record.user_id is not None:
+        document["client_id"] = record.user_id
+    return document

@@ -1,0 +1,5 @@
+"""The Q2E memory index: query-to-entity scores learned from engagement."""
+
+from ._memory import HALF_LIFE_DAYS, MemoryUpdate, remember, reset_memory
+
+__all__ = ["HALF_LIFE_DAYS", "MemoryUpdate", "remember", "reset_memory"]

@@ -1,0 +1,157 @@
+"""What a retrieval policy sees, what it decides, and what it learns from.
+
+A decision is a retrieval plan: for each strategy that applies to the query, how many candidates
+to draw from it (0 = do not run it), each chosen with a logged probability so that the logs
+support off-policy evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field, computed_field
+
+from ..understanding import UnderstoodQuery
+
+SIZE_LEVELS: tuple[int, ...] = (0, 10, 30, 100)
+"""The candidate counts a learned policy chooses from, per strategy."""
+
+ENGAGEMENT_WEIGHTS: dict[str, float] = {
+    "playback": 1.0,
+    "add_to_favorites": 0.8,
+    "click": 0.5,
+}
+"""How much each engagement says the user wanted the item (impressions and skips say nothing)."""
+
+
+class StrategyOption(BaseModel):
+    """A strategy the policy may run for this query."""
+
+    strategy: str
+    source_type: str
+    applicable: bool = Field(description="False when the strategy has nothing to run (no slots...)")
+
+
+class UserProfile(BaseModel):
+    """Aggregates of what a user engaged with before: genre (or any slot value) affinities."""
+
+    user_id: str | None = None
+    affinities: dict[str, float] = Field(
+        default_factory=dict, description="'slot=value' -> share of the user's engagements"
+    )
+    engagements: int = 0
+
+
+class TimeContext(BaseModel):
+    day_of_week: int = Field(ge=0, le=6, description="0 = Monday")
+    weekend: bool
+    hour_bucket: str = Field(description="night (0-5), morning (6-11), afternoon (12-17), evening")
+    holiday_season: bool = Field(description="15 December to 6 January")
+
+    @classmethod
+    def at(cls, moment: datetime) -> TimeContext:
+        hour = moment.hour
+        bucket = (
+            "night"
+            if hour < 6
+            else "morning"
+            if hour < 12
+            else "afternoon"
+            if hour < 18
+            else "evening"
+        )
+        holiday = (moment.month == 12 and moment.day >= 15) or (
+            moment.month == 1 and moment.day <= 6
+        )
+        return cls(
+            day_of_week=moment.weekday(),
+            weekend=moment.weekday() >= 5,
+            hour_bucket=bucket,
+            holiday_season=holiday,
+        )
+
+
+class DecisionContext(BaseModel):
+    """Everything known before retrieval: the understood query, the user, the time, the options
+    and the budget. It is logged with the decision so that replay can learn from it again."""
+
+    query: UnderstoodQuery
+    user: UserProfile = Field(default_factory=UserProfile)
+    time: TimeContext
+    options: list[StrategyOption]
+    budget: int = Field(default=400, ge=0, description="most candidates the plan may draw in all")
+
+
+class StrategyChoice(BaseModel):
+    strategy: str
+    size: int = Field(ge=0)
+    probability: float = Field(gt=0, le=1, description="probability this size was chosen")
+
+
+class Decision(BaseModel):
+    """A retrieval plan with the probabilities it was chosen with."""
+
+    policy: str
+    policy_version: str = "static"
+    choices: list[StrategyChoice]
+    explored: bool = Field(default=False, description="a choice was not the policy's best guess")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def probability(self) -> float:
+        """Probability of the whole plan: the product of the choices' probabilities, each
+        conditional on the choices before it (independent draws for per-strategy decisions)."""
+        return math.prod(choice.probability for choice in self.choices)
+
+    @property
+    def plan(self) -> dict[str, int]:
+        """Strategy -> candidates to draw, for the strategies that run."""
+        return {c.strategy: c.size for c in self.choices if c.size > 0}
+
+    @property
+    def candidate_cost(self) -> int:
+        return sum(choice.size for choice in self.choices)
+
+
+class StrategyOutcome(BaseModel):
+    """What one chosen strategy achieved for the item(s) the user engaged with."""
+
+    strategy: str
+    size: int
+    hit_rank: int | None = Field(
+        default=None,
+        ge=1,
+        description="1-based rank of the best-ranked engaged item in its list, None if absent",
+    )
+    engagement_weight: float = Field(default=0.0, ge=0, le=1)
+    candidates: int = 0
+    failed: bool = Field(default=False, description="errored or timed out: no lesson to learn")
+
+
+class Outcome(BaseModel):
+    """The settled result of one search: per-strategy outcomes and whether anything was engaged."""
+
+    strategies: dict[str, StrategyOutcome]
+    engaged: bool
+
+
+class Policy(ABC):
+    """Decides retrieval plans (pull) and learns from their outcomes (update)."""
+
+    name: str
+
+    @abstractmethod
+    def decide(self, context: DecisionContext) -> Decision:
+        """The plan for one search."""
+
+    def learn(self, context: DecisionContext, decision: Decision, outcome: Outcome) -> None:
+        """Learn from a settled search; static policies ignore it."""
+        del context, decision, outcome
+
+    def save(self, directory: Path) -> Path | None:
+        """Persist learned state atomically as a new version; static policies have none."""
+        del directory
+        return None

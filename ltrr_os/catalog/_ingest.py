@@ -7,6 +7,7 @@ ingest is idempotent and never forgets what users taught the memory index.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +39,7 @@ class IngestReport(BaseModel):
     seconds: float = 0.0
     encode_seconds: float = 0.0
     encoded: int = 0
+    reused: int = Field(default=0, description="vectors kept because the text did not change")
 
     @property
     def entities_per_second(self) -> float:
@@ -80,24 +82,41 @@ def _batches(
     report.ignored_fields = sorted(ignored)
 
 
+def _embedding_hash(encoder: Encoder, text: str) -> str:
+    return hashlib.sha1(f"{encoder.model_id}\x1f{text}".encode()).hexdigest()[:20]
+
+
 def _embed(
     batch: list[tuple[dict[str, Any], SourceRow]],
     schema: CatalogSchema,
     encoder: Encoder,
     report: IngestReport,
+    stored_hashes: Callable[[list[str]], dict[str, str]],
 ) -> None:
+    """Give each entity its vector, encoding only texts that changed since the last ingest: an
+    entity whose stored hash matches keeps its vector (the upsert leaves the field alone)."""
     pending = [doc for doc, _ in batch if "embedding" not in doc]
     if not pending:
         return
     texts = [schema.embedding_text(doc) or doc["id"] for doc in pending]
-    unique = list(dict.fromkeys(texts))
+    stored = stored_hashes([doc["id"] for doc in pending])
+    todo: list[tuple[dict[str, Any], str]] = []
+    for doc, text in zip(pending, texts, strict=True):
+        doc["embedding_hash"] = _embedding_hash(encoder, text)
+        if stored.get(doc["id"]) == doc["embedding_hash"]:
+            report.reused += 1
+        else:
+            todo.append((doc, text))
+    unique = list(dict.fromkeys(text for _, text in todo))
+    if not unique:
+        return
     started = time.perf_counter()
     vectors = encoder.encode(unique)
     report.encode_seconds += time.perf_counter() - started
     report.encoded += len(unique)
     by_text = dict(zip(unique, vectors, strict=True))
-    for doc, text in zip(pending, texts, strict=True):
-        doc["embedding"] = by_text[text].tolist()
+    for doc, text in todo:
+        doc["embedding"] = by_text[text]
 
 
 def ingest_rows(
@@ -118,6 +137,11 @@ def ingest_rows(
     report = IngestReport()
     started = time.perf_counter()
     ingested_at = datetime.now(UTC).isoformat()
+
+    def stored_hashes(ids: list[str]) -> dict[str, str]:
+        found = client.mget(index=alias, body={"ids": ids}, _source=["embedding_hash"])["docs"]
+        return {d["_id"]: d["_source"].get("embedding_hash", "") for d in found if d.get("found")}
+
     # Bulk answers come back by id; a list per id keeps duplicate ids in one run apart.
     origins: dict[str, list[tuple[SourceRow, str]]] = {}
 
@@ -128,7 +152,7 @@ def ingest_rows(
             pending: Future[None] | None = None
             previous: list[tuple[dict[str, Any], SourceRow]] = []
             for batch in _batches(rows, schema, report, ingested_at):
-                future = pool.submit(_embed, batch, schema, encoder, report)
+                future = pool.submit(_embed, batch, schema, encoder, report, stored_hashes)
                 if pending is not None:
                     pending.result()
                     yield previous
@@ -164,6 +188,7 @@ def ingest_rows(
         max_retries=3,
         initial_backoff=1,
         request_timeout=120,
+        require_alias=True,
     ):
         result = item.get("update", {})
         pending = origins.get(str(result.get("_id")))

@@ -43,7 +43,7 @@ class MiniLMOnnxEncoder(Encoder):
 
     model_id = "all-MiniLM-L6-v2-onnx-int8"
     dimension = 384
-    chunk_size = 64
+    chunk_size = 32
 
     def __init__(self, max_tokens: int = 128, threads: int = 2) -> None:
         self._max_tokens = max_tokens

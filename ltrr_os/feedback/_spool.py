@@ -336,7 +336,8 @@ class Spool:
         outcome = _BulkOutcome()
         if to_send:
             try:
-                response = client.bulk(body=_bulk_body(r for _, r in to_send))
+                # require_alias: a missing alias must not be recreated as a dynamic index.
+                response = client.bulk(body=_bulk_body(r for _, r in to_send), require_alias=True)
             except OpenSearchConnectionError as exc:
                 return DeliveryReport(
                     pending=self.pending(), error=f"OpenSearch is unreachable: {_describe(exc)}"

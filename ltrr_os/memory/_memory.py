@@ -102,6 +102,7 @@ def remember(
         raise_on_error=False,
         raise_on_exception=False,
         max_retries=2,
+        require_alias=True,
     ):
         if ok:
             applied += 1
@@ -138,7 +139,9 @@ def reset_memory(client: OpenSearch, settings: LtrrSettings, schema: CatalogSche
             }
 
     reset = 0
-    for ok, _ in helpers.streaming_bulk(client, actions(), raise_on_error=False, chunk_size=500):
+    for ok, _ in helpers.streaming_bulk(
+        client, actions(), raise_on_error=False, chunk_size=500, require_alias=True
+    ):
         reset += ok
     client.indices.refresh(index=index)
     return reset

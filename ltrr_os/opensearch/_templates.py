@@ -23,7 +23,7 @@ KNN_METHOD: dict[str, Any] = {
     "name": "hnsw",
     "engine": "lucene",
     "space_type": "cosinesimil",
-    "parameters": {"m": 16, "ef_construction": 128},
+    "parameters": {"m": 16, "ef_construction": 64},
 }
 
 

@@ -14,6 +14,7 @@ SourceType = Literal["lexical", "structured", "vector", "memory", "exploration"]
 SOURCE_TYPES: tuple[SourceType, ...] = ("lexical", "structured", "vector", "memory", "exploration")
 NOT_RETURNED = (
     "embedding",
+    "embedding_hash",
     "q2e",
     "q2e_prior",
     "predicted_queries",
@@ -60,9 +61,11 @@ class Strategy(ABC):
         return bool(query.tokens)
 
     @abstractmethod
-    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
-        """Template parameters, None when not applicable; user text only ever inside values
-        rendered with {{#toJson}}."""
+    def params(
+        self, query: UnderstoodQuery, context: StrategyContext, size: int
+    ) -> dict[str, Any] | None:
+        """Template parameters for `size` candidates, None when not applicable; user text only
+        ever inside values rendered with {{#toJson}}."""
 
     def template_id(self, settings: LtrrSettings) -> str:
         return settings.index_name(f"strategy-{self.name}")

@@ -13,12 +13,15 @@ OBSERVED_MEMORY_BOOST = 4.0
 PREDICTED_MEMORY_BOOST = 1.0
 EXPLORATION_MAX_POPULARITY = 0.5
 STRUCTURED_SLOT_WEIGHT = 10.0
+KNN_MIN_CANDIDATES = 50
+KNN_MAX_CANDIDATES = 2000
 # Words that join slots in a query ("songs by queen") and say nothing about titles.
 RESIDUAL_STOPWORDS = frozenset({"a", "an", "and", "by", "for", "from", "of", "the", "to", "with"})
 
 
-def _common(context: StrategyContext) -> dict[str, Any]:
+def _common(context: StrategyContext, size: int) -> dict[str, Any]:
     return {
+        "size": size,
         "timeout": f"{context.timeout_ms}ms",
         "source": context.source_filter,
         "filters": context.filters,
@@ -32,11 +35,13 @@ class Lexical(Strategy):
     name: ClassVar[str] = "lexical"
     source_type: ClassVar[SourceType] = "lexical"
 
-    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
+    def params(
+        self, query: UnderstoodQuery, context: StrategyContext, size: int
+    ) -> dict[str, Any] | None:
         if not self.applicable(query):
             return None
         return {
-            **_common(context),
+            **_common(context, size),
             "text_clauses": text_clauses(context.schema, query.text),
             "popularity_boost": POPULARITY_BOOST,
         }
@@ -54,13 +59,19 @@ class Structured(Strategy):
     def applicable(self, query: UnderstoodQuery) -> bool:
         return any(reading.slots for reading in query.readings[:3])
 
-    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
+    def params(
+        self, query: UnderstoodQuery, context: StrategyContext, size: int
+    ) -> dict[str, Any] | None:
         readings = [
             clause for r in query.readings[:3] if (clause := self._reading(r, context)) is not None
         ]
         if not readings:
             return None
-        return {**_common(context), "readings": readings, "popularity_boost": POPULARITY_BOOST}
+        return {
+            **_common(context, size),
+            "readings": readings,
+            "popularity_boost": POPULARITY_BOOST,
+        }
 
     @staticmethod
     def _reading(reading: Reading, context: StrategyContext) -> dict[str, Any] | None:
@@ -96,10 +107,17 @@ class Vector(Strategy):
     name: ClassVar[str] = "vector"
     source_type: ClassVar[SourceType] = "vector"
 
-    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
+    def params(
+        self, query: UnderstoodQuery, context: StrategyContext, size: int
+    ) -> dict[str, Any] | None:
         if not self.applicable(query):
             return None
-        return {**_common(context), "vector": context.encoder.encode_one(query.text)}
+        return {
+            **_common(context, size),
+            "vector": context.encoder.encode_one(query.text),
+            # HNSW explores k candidates: twice the size (at least 50) keeps recall near exact.
+            "k": min(max(2 * size, KNN_MIN_CANDIDATES), KNN_MAX_CANDIDATES),
+        }
 
 
 class Memory(Strategy):
@@ -112,7 +130,9 @@ class Memory(Strategy):
     def applicable(self, query: UnderstoodQuery) -> bool:
         return bool(query.memory_keys)
 
-    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
+    def params(
+        self, query: UnderstoodQuery, context: StrategyContext, size: int
+    ) -> dict[str, Any] | None:
         if not self.applicable(query):
             return None
         clauses = []
@@ -135,7 +155,7 @@ class Memory(Strategy):
                     }
                 }
             )
-        return {**_common(context), "memory_clauses": clauses}
+        return {**_common(context, size), "memory_clauses": clauses}
 
 
 class Exploration(Strategy):
@@ -145,13 +165,15 @@ class Exploration(Strategy):
     name: ClassVar[str] = "exploration"
     source_type: ClassVar[SourceType] = "exploration"
 
-    def params(self, query: UnderstoodQuery, context: StrategyContext) -> dict[str, Any] | None:
+    def params(
+        self, query: UnderstoodQuery, context: StrategyContext, size: int
+    ) -> dict[str, Any] | None:
         if not self.applicable(query):
             return None
         loose = [{"match": {"predicted_queries": {"query": query.text}}}]
         loose += text_clauses(context.schema, query.text, fuzzy=False)
         return {
-            **_common(context),
+            **_common(context, size),
             "loose_clauses": loose,
             "max_popularity": EXPLORATION_MAX_POPULARITY,
             "seed": context.exploration_seed,

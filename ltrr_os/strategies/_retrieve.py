@@ -88,13 +88,13 @@ def retrieve(
     sent: list[str] = []
     for name, size in plan.items():
         strategy = get_strategy(name)
-        params = strategy.params(query, context) if size > 0 else None
+        params = strategy.params(query, context, size) if size > 0 else None
         if params is None:
             results[name] = StrategyResult(strategy=name, size=size, skipped=True)
             continue
         body += [
             {"index": index},
-            {"id": strategy.template_id(context.settings), "params": {**params, "size": size}},
+            {"id": strategy.template_id(context.settings), "params": params},
         ]
         sent.append(name)
     started = time.perf_counter()

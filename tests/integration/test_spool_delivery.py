@@ -46,6 +46,14 @@ def stored_versions(client: OpenSearch, index: str) -> dict[str, int]:
     return {hit["_id"]: hit["_version"] for hit in hits}
 
 
+def make_alias(client: OpenSearch, alias: str, body: dict[str, object] | None = None) -> str:
+    """The spool writes with require_alias (as ltrr-os' own indices are all aliases)."""
+    client.indices.create(
+        index=f"{alias}_v1", body={**(body or {}), "aliases": {alias: {"is_write_index": True}}}
+    )
+    return alias
+
+
 @pytest.fixture
 def index(settings: LtrrSettings, request: pytest.FixtureRequest) -> str:
     return f"{settings.index_prefix}spool-{request.node.name.removeprefix('test_')[:40]}"
@@ -54,6 +62,7 @@ def index(settings: LtrrSettings, request: pytest.FixtureRequest) -> str:
 def test_delivery_is_exactly_once_even_when_progress_is_lost(
     os_client: OpenSearch, index: str, tmp_path: Path
 ) -> None:
+    make_alias(os_client, index)
     spool = Spool(tmp_path / "spool")
     for start in range(0, 300, 100):
         spool.append([record(index, f"r{n}", n) for n in range(start, start + 100)])
@@ -77,6 +86,7 @@ def test_delivery_is_exactly_once_even_when_progress_is_lost(
 def test_threads_append_while_the_background_thread_delivers(
     os_client: OpenSearch, settings: LtrrSettings, index: str, tmp_path: Path
 ) -> None:
+    make_alias(os_client, index)
     spool = Spool(tmp_path)
     spool.start_delivery(lambda: connect(settings), interval_s=0.05)
 
@@ -101,9 +111,10 @@ def test_threads_append_while_the_background_thread_delivers(
 def test_a_permanent_mapping_error_goes_to_the_dead_letter_file(
     os_client: OpenSearch, index: str, tmp_path: Path
 ) -> None:
-    os_client.indices.create(
-        index=index,
-        body={
+    make_alias(
+        os_client,
+        index,
+        {
             "mappings": {
                 "dynamic": "strict",
                 "properties": {"n": {"type": "long"}, "action": {"type": "keyword"}},
@@ -152,6 +163,7 @@ def second_node(settings: LtrrSettings) -> Iterator[OpenSearch]:
 def test_records_wait_out_an_outage_and_arrive_once(
     second_node: OpenSearch, index: str, tmp_path: Path
 ) -> None:
+    make_alias(second_node, index)
     spool = Spool(tmp_path)
     spool.append([record(index, f"a{n}", n) for n in range(100)])
     assert spool.deliver(second_node).delivered == 100
@@ -177,6 +189,7 @@ def test_records_wait_out_an_outage_and_arrive_once(
 def test_records_acknowledged_before_a_sigkill_arrive_exactly_once(
     os_client: OpenSearch, settings: LtrrSettings, index: str, tmp_path: Path
 ) -> None:
+    make_alias(os_client, index)
     rng = random.Random(1729)
     acknowledged: set[str] = set()
     in_flight: set[str] = set()  # written maybe, acknowledged never: may arrive, at most once

@@ -34,7 +34,16 @@ class MemoryOpenSearch(OpenSearch):
         self.sent: list[str] = []
         self.failures = failures or {}
 
-    def bulk(self, *, body: Any, index: Any = None, params: Any = None, headers: Any = None) -> Any:
+    def bulk(
+        self,
+        *,
+        body: Any,
+        index: Any = None,
+        params: Any = None,
+        headers: Any = None,
+        require_alias: bool = False,
+    ) -> Any:
+        assert require_alias, "ltrr-os indices are aliases: writes must require one"
         items: list[dict[str, Any]] = []
         for action, document in zip(body[::2], body[1::2], strict=True):
             meta = action["create"]

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from opensearchpy import OpenSearch
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -31,8 +32,9 @@ from ..catalog import (
 from ..client import PROFILES_FILE, LTRRClient, SearchContext
 from ..config import CatalogSchema, LtrrSettings, load_schema, load_settings
 from ..embedding import load_encoder
-from ..evaluation import evaluate as run_evaluation
 from ..evaluation import (
+    EvaluationRow,
+    evaluate_logged,
     read_cisi,
     read_cranfield,
     read_qrels,
@@ -41,10 +43,19 @@ from ..evaluation import (
     write_qrels,
     write_queries,
 )
+from ..evaluation import evaluate as run_evaluation
 from ..feedback import replay
 from ..opensearch import bootstrap as apply_bootstrap
 from ..opensearch import connect, plan_bootstrap, run_checks
 from ..policy import new_default_policy
+from ..ranking import (
+    FeatureExtractor,
+    FusedRanker,
+    TrainConfig,
+    load_logged_searches,
+    load_ranker,
+    train_ranker,
+)
 from ..strategies import StrategyContext, get_strategy, strategies
 
 app = typer.Typer(
@@ -260,9 +271,11 @@ def ingest(
 
 @app.command()
 def evaluate(
-    queries: Annotated[Path, typer.Option("--queries", help="TSV: query id, text.")],
-    qrels: Annotated[Path, typer.Option("--qrels", help="TREC qrels: qid 0 doc grade.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for metrics.json.")],
+    queries: Annotated[Path | None, typer.Option("--queries", help="TSV: query id, text.")] = None,
+    qrels: Annotated[
+        Path | None, typer.Option("--qrels", help="TREC qrels: qid 0 doc grade.")
+    ] = None,
     strategy: Annotated[
         list[str] | None, typer.Option("--strategy", help="Strategy to evaluate (repeatable).")
     ] = None,
@@ -271,9 +284,42 @@ def evaluate(
         typer.Option("--combination", help="Strategies fused together, e.g. lexical+vector."),
     ] = None,
     size: Annotated[int, typer.Option("--size", min=1, max=1000)] = 200,
+    logged: Annotated[
+        bool,
+        typer.Option("--logged", help="Evaluate the rankers on held-out logged searches instead."),
+    ] = False,
+    holdout: Annotated[
+        float,
+        typer.Option("--holdout", min=0.01, max=1.0, help="With --logged: newest share used."),
+    ] = 0.2,
 ) -> None:
-    """Recall, nDCG and MRR of strategies, combinations and their union on a judged query set."""
+    """Recall, nDCG and MRR of strategies, combinations and their union on a judged query set,
+    and of the union ranked by the fused score and by the learned ranker (if one is saved).
+    With --logged: nDCG and MRR of the logged order, the fused ranking and the learned ranker on
+    the newest logged searches, labelled by engagement."""
     settings, client = state.settings(), state.client()
+    catalog = catalog_schema(client, settings)
+    extractor = FeatureExtractor(catalog)
+    learned = load_ranker(settings.model_dir, extractor)
+    if logged:
+        data, _ = load_logged_searches(client, settings, extractor.schema)
+        logged_report = evaluate_logged(data, holdout, learned)
+        _print_rows(
+            out,
+            logged_report,
+            logged_report.rows,
+            f"{logged_report.searches} held-out logged searches (the newest {holdout:.0%}, "
+            f"since {logged_report.since:%Y-%m-%d %H:%M}), their shown results reordered",
+        )
+        if logged_report.seen_in_training:
+            err_console.print(
+                f"[yellow]note:[/] {learned.name if learned else 'the ranker'} may have trained "
+                f"on {logged_report.seen_in_training} of these searches; train with --holdout "
+                f"{holdout} for a clean comparison"
+            )
+        return
+    if queries is None or qrels is None:
+        raise LtrrError("evaluate needs --queries and --qrels (a judged query set), or --logged")
     names = strategy or list(strategies())
     for name in names:
         get_strategy(name)
@@ -283,7 +329,11 @@ def evaluate(
             get_strategy(name)
     query_list, judgments = read_queries(queries), read_qrels(qrels)
     context = StrategyContext(
-        settings=settings, schema=catalog_schema(client, settings), encoder=load_encoder()
+        settings=settings,
+        schema=catalog,
+        encoder=load_encoder(),
+        timeout_ms=settings.search_timeout_ms,
+        max_query_chars=settings.max_query_chars,
     )
     lexicon = load_lexicon(client, settings)
     with Progress(
@@ -305,25 +355,86 @@ def evaluate(
             combos,
             size,
             on_progress=lambda done: progress.update(task, completed=done),
+            rankers=[FusedRanker(), *([learned] if learned else [])],
         )
+    _print_rows(
+        out,
+        report,
+        report.rows,
+        f"{report.judged_queries} judged queries of {report.queries}, size {report.size}, "
+        f"round trip p50 {report.round_trip_ms['p50']} ms",
+    )
+
+
+def _print_rows(out: Path, report: BaseModel, rows: list[EvaluationRow], title: str) -> None:
+    """Write the report to out/metrics.json and print its rows as a table."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    metrics = list(report.rows[0].metrics)
+    metrics = list(rows[0].metrics)
     table = Table(
         "strategy",
         *(m.replace("recall", "R").replace("ndcg", "nDCG").replace("mrr", "MRR") for m in metrics),
         "cands",
-        title=(
-            f"{report.judged_queries} judged queries of {report.queries}, size {report.size}, "
-            f"round trip p50 {report.round_trip_ms['p50']} ms"
-        ),
+        title=title,
     )
-    for row in report.rows:
+    for row in rows:
         table.add_row(
             row.name, *(f"{row.metrics[m]:.3f}" for m in metrics), f"{row.mean_candidates:.0f}"
         )
     console.print(table)
     console.print(f"wrote {out / 'metrics.json'}")
+
+
+@app.command("train-ranker")
+def train_ranker_command(
+    min_searches: Annotated[
+        int, typer.Option("--min-searches", min=1, help="Engaged searches needed to train.")
+    ] = 50,
+    holdout: Annotated[
+        float,
+        typer.Option(
+            "--holdout", min=0.0, max=0.9, help="Newest share left out, for evaluate --logged."
+        ),
+    ] = 0.0,
+    validation: Annotated[
+        float,
+        typer.Option("--validation", min=0.05, max=0.5, help="Share of searches for validation."),
+    ] = 0.2,
+    position_aware: Annotated[
+        bool,
+        typer.Option(
+            "--position-aware/--no-position-aware",
+            help="Correct the clicks' position bias (Unbiased LambdaMART).",
+        ),
+    ] = True,
+) -> None:
+    """Train a LambdaMART ranker on the logged searches (UBI) and save it as a new version;
+    running clients switch to it within `ranker_reload_s` (30 s)."""
+    settings, client = state.settings(), state.client()
+    config = TrainConfig(
+        min_searches=min_searches,
+        holdout=holdout,
+        validation=validation,
+        position_aware=position_aware,
+    )
+    with err_console.status("training the ranker"):
+        path, report, counts = train_ranker(client, settings, config)
+    console.print(
+        f"{counts.searches} logged searches: {counts.groups} with impressions and this catalog's "
+        f"features, {counts.engaged_groups} engaged; trained on {report.train_searches}, "
+        f"validated on {report.validation_searches}, held out {report.held_out_searches} "
+        f"({report.rows} shown results)"
+    )
+    table = Table("ranking", "nDCG@10", "MRR", title="validation searches")
+    for name, metrics in report.validation.items():
+        table.add_row(name, f"{metrics['ndcg@10']:.3f}", f"{metrics['mrr']:.3f}")
+    console.print(table)
+    top = ", ".join(f"{name} {gain:.0f}" for name, gain in list(report.importance_gain.items())[:8])
+    console.print(f"top features by gain: {top}")
+    console.print(
+        f"saved lambdamart-v{report.version} to {path} ({report.best_iteration} trees, "
+        f"{report.training_seconds:.1f} s)"
+    )
 
 
 def _client() -> LTRRClient:

@@ -45,7 +45,15 @@ from ..policy import (
     load_policy,
     new_default_policy,
 )
-from ..ranking import FusedRanker, Ranker, union_candidates
+from ..ranking import (
+    FeatureExtractor,
+    FeatureMatrix,
+    FusedRanker,
+    LambdaMARTRanker,
+    Ranker,
+    RankerWatch,
+    union_candidates,
+)
 from ..strategies import StrategyContext, retrieve, strategies
 from ..understanding import understand
 from ._models import (
@@ -65,7 +73,9 @@ class LTRRClient:
     """Searches with learned retrieval and learns from feedback. Safe to share between threads.
 
     `policy` defaults to the newest saved bandit in `settings.model_dir` (a new one if none);
-    if a decision fails, the hand-written rule policy decides instead."""
+    if a decision fails, the hand-written rule policy decides instead. `ranker` defaults to the
+    newest saved LambdaMART model (the fused ranker while there is none), and a newer saved one
+    replaces it within `settings.ranker_reload_s`; an explicit `ranker` is never replaced."""
 
     def __init__(
         self,
@@ -92,7 +102,16 @@ class LTRRClient:
         self._slot_fields = {s: f for s, f in schema.slots.items() if f in schema.keyword_fields}
         self.policy = policy or load_policy(settings.model_dir) or new_default_policy()
         self._fallback = RulePolicy()
-        self.ranker = ranker or FusedRanker()
+        self._features = FeatureExtractor(schema)
+        self._fused = FusedRanker()
+        self._ranker_watch = (
+            RankerWatch(settings.model_dir, self._features, settings.ranker_reload_s)
+            if ranker is None
+            else None
+        )
+        self.ranker: Ranker = ranker or self._fused
+        self._ranker_lock = threading.Lock()
+        self._refresh_ranker()
         self._learn_online = learn_online
         self._profiles = UserProfiles.load(settings.model_dir / PROFILES_FILE)
         self._pending = PendingSearches()
@@ -150,7 +169,8 @@ class LTRRClient:
                 for name, result in retrieval.results.items()
             }
         )
-        scores = self.ranker.score(understood, union, decision_context)
+        features = self._features.extract(understood, union, decision_context.user)
+        ranker, scores = self._rank(features)
         order = sorted(range(len(union)), key=lambda i: (-scores[i], union[i].id))[:limit]
         results = [
             SearchResult(
@@ -183,6 +203,9 @@ class LTRRClient:
             },
             results=[r.id for r in results],
             attributes={r.id: self._attributes(r.source) for r in results},
+            ranker=ranker,
+            feature_version=features.schema.version,
+            features=features.logged(order),
         )
         self._spool.append(
             [
@@ -209,7 +232,7 @@ class LTRRClient:
                 for n, r in retrieval.results.items()
                 if r.error or r.timed_out
             },
-            ranker=self.ranker.name,
+            ranker=ranker,
             timings_ms=timings,
         )
 
@@ -230,6 +253,33 @@ class LTRRClient:
         ):
             raise QueryError(f"limit must be an integer from 1 to {self.settings.max_results}")
         return text
+
+    def _refresh_ranker(self) -> None:
+        """Swap in a newer saved ranker, if one appeared (looked for at most every
+        `ranker_reload_s`); searches under way keep the one they started with."""
+        if self._ranker_watch is None:
+            return
+        newer = self._ranker_watch.newer(self._ranker_version())
+        if newer is None:
+            return
+        with self._ranker_lock:
+            if newer.version > (self._ranker_version() or 0):
+                log.info("ranker %s replaces %s", newer.name, self.ranker.name)
+                self.ranker = newer
+
+    def _ranker_version(self) -> int | None:
+        return self.ranker.version if isinstance(self.ranker, LambdaMARTRanker) else None
+
+    def _rank(self, features: FeatureMatrix) -> tuple[str, list[float]]:
+        """Scores from the current ranker, or the fused ranker's if it fails; and the name of
+        the ranker that scored."""
+        self._refresh_ranker()
+        ranker = self.ranker
+        try:
+            return ranker.name, ranker.score_features(features).tolist()
+        except Exception:
+            log.exception("ranker %s failed; the fused ranker ranks instead", ranker.name)
+            return self._fused.name, self._fused.score_features(features).tolist()
 
     def _decide(self, context: DecisionContext) -> Decision:
         try:

@@ -71,6 +71,9 @@ class LtrrSettings(BaseSettings):
     max_results: int = Field(default=100, ge=1, le=1000)
     candidate_budget: int = Field(default=400, ge=1, le=5000)
     search_timeout_ms: int = Field(default=1000, ge=10, le=60_000)
+    ranker_reload_s: float = Field(
+        default=30.0, ge=0, description="how often, at most, a client looks for a newer ranker"
+    )
     reward_window_s: float = Field(
         default=1800.0,
         ge=0,

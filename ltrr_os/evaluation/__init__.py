@@ -12,13 +12,16 @@ from ._datasets import (
     write_queries,
 )
 from ._evaluate import MEASURES, EvaluationReport, EvaluationRow, evaluate
+from ._logged import LoggedEvaluationReport, evaluate_logged
 
 __all__ = [
     "MEASURES",
     "EvaluationReport",
     "EvaluationRow",
     "JudgedCollection",
+    "LoggedEvaluationReport",
     "evaluate",
+    "evaluate_logged",
     "read_cisi",
     "read_cranfield",
     "read_qrels",

@@ -1,5 +1,6 @@
 """`ltrr evaluate`: recall and ranking quality of strategies, fixed combinations and their union
-on a judged query set, all from the same single round trip per query."""
+on a judged query set, all from the same single round trip per query; and the union ranked by
+each given ranker (fused, LambdaMART) over the same feature matrix."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from opensearchpy import OpenSearch
 from pydantic import BaseModel, Field
 
 from .._errors import LtrrError
-from ..ranking import ranked, reciprocal_rank_fusion
+from ..ranking import (
+    FeatureExtractor,
+    Ranker,
+    ranked,
+    reciprocal_rank_fusion,
+    union_candidates,
+)
 from ..strategies import StrategyContext, retrieve
 from ..understanding import Lexicon, understand
 
@@ -67,9 +74,11 @@ def evaluate(
     combinations: Sequence[Sequence[str]] = (),
     size: int = 200,
     on_progress: Callable[[int], None] | None = None,
+    rankers: Sequence[Ranker] = (),
 ) -> EvaluationReport:
     """Each judged query runs every strategy once (one _msearch/template); rows are computed for
-    each strategy alone, each requested combination, and the union of all."""
+    each strategy alone, each requested combination, the union of all, and the union ranked by
+    each ranker ('union/<ranker>')."""
     if not strategy_names:
         raise LtrrError("no strategy to evaluate")
     judged = [
@@ -81,21 +90,34 @@ def evaluate(
     for combination in combinations:
         groups["+".join(combination)] = list(combination)
     groups["union"] = list(strategy_names)
+    by_ranker = {f"union/{ranker.name}": ranker for ranker in rankers}
+    groups.update({group: list(strategy_names) for group in by_ranker})
+    extractor = FeatureExtractor(context.schema)
     needed = sorted({name for members in groups.values() for name in members})
     runs: dict[str, Run] = {name: {} for name in groups}
     candidates: dict[str, list[int]] = {name: [] for name in groups}
     failures: dict[str, int] = dict.fromkeys(groups, 0)
     round_trips: list[float] = []
     for done, (qid, text) in enumerate(judged, start=1):
-        retrieval = retrieve(
-            client, dict.fromkeys(needed, size), understand(text, lexicon), context
-        )
+        understood = understand(text, lexicon)
+        retrieval = retrieve(client, dict.fromkeys(needed, size), understood, context)
         round_trips.append(retrieval.round_trip_ms)
         lists = {name: [c.id for c in r.candidates] for name, r in retrieval.results.items()}
+        if by_ranker:
+            union = union_candidates(
+                {
+                    name: [(c.id, c.score, c.source) for c in retrieval.results[name].candidates]
+                    for name in strategy_names
+                }
+            )
+            features = extractor.extract(understood, union)
         for group, members in groups.items():
             if any(retrieval.results[m].error for m in members):
                 failures[group] += 1
-            if len(members) == 1:
+            if group in by_ranker:
+                scores = by_ranker[group].score_features(features).tolist()
+                ids = ranked({c.id: s for c, s in zip(union, scores, strict=True)})
+            elif len(members) == 1:
                 ids = lists[members[0]]
             else:
                 ids = ranked(reciprocal_rank_fusion({m: lists[m] for m in members}))

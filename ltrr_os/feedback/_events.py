@@ -99,6 +99,13 @@ class SearchRecord(BaseModel):
         description="slot attributes of the shown results (entity -> field -> values), so "
         "feedback can update user profiles without fetching entities",
     )
+    ranker: str | None = Field(default=None, description="what ordered the results")
+    feature_version: str | None = Field(default=None, description="feature schema of `features`")
+    features: list[list[float]] = Field(
+        default_factory=list,
+        description="the ranking features of each shown result, in `results` order (6 "
+        "significant digits): the rows a ranker is trained on, as they were served",
+    )
 
 
 def ubi_query(settings: LtrrSettings, record: SearchRecord) -> dict[str, Any]:

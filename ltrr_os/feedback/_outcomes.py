@@ -8,19 +8,23 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..policy import Outcome, StrategyOutcome
-from ._events import SearchRecord
+from ..policy import Decision, Outcome, StrategyOutcome
+from ._events import CandidateList, SearchRecord
 
 
-def outcome_of(record: SearchRecord, engagements: Mapping[str, float]) -> Outcome:
+def outcome_of(
+    decision: Decision,
+    candidates: Mapping[str, CandidateList],
+    engagements: Mapping[str, float],
+) -> Outcome:
     """Per chosen strategy: the best-ranked engaged item in what it retrieved, and its weight.
 
     A strategy that failed is marked so (the policy must not learn that it found nothing)."""
     outcomes: dict[str, StrategyOutcome] = {}
-    for choice in record.decision.choices:
+    for choice in decision.choices:
         if choice.size <= 0:
             continue
-        listed = record.candidates.get(choice.strategy)
+        listed = candidates.get(choice.strategy)
         ids = listed.ids if listed is not None else []
         hit_rank, weight = None, 0.0
         for rank, item in enumerate(ids, start=1):
@@ -107,7 +111,8 @@ class PendingSearches:
 
     def _settle(self, pending: _Pending) -> tuple[SearchRecord, Outcome]:
         self._keep_settled(pending.record)
-        return pending.record, outcome_of(pending.record, pending.engagements)
+        record = pending.record
+        return record, outcome_of(record.decision, record.candidates, pending.engagements)
 
     def _keep_settled(self, record: SearchRecord) -> None:
         self._settled[record.search_id] = record

@@ -86,7 +86,8 @@ def replay(
             user = user_id or record.user_id
             if user is not None:
                 profiles.engage(user, record.attributes.get(object_id, {}))
-        policy.learn(record.context, record.decision, outcome_of(record, best))
+        outcome = outcome_of(record.decision, record.candidates, best)
+        policy.learn(record.context, record.decision, outcome)
         report.learned += 1
         if len(updates) >= MEMORY_BATCH:
             report.memory_updates += remember(client, settings, updates)[0]

@@ -1,15 +1,63 @@
-"""Ranking the union of candidates: fusion now, a learned LambdaMART ranker on top."""
+"""Ranking the union of candidates: fusion first, then a LambdaMART ranker learned from the
+logged feedback, both over one feature definition shared by serving, logging and training."""
 
+from ._features import (
+    NOT_RETRIEVED_RANK,
+    FeatureExtractor,
+    FeatureMatrix,
+    FeatureSchema,
+)
 from ._fusion import RRF_K, ranked, reciprocal_rank_fusion
-from ._union import FusedRanker, Provenance, Ranker, UnionCandidate, union_candidates
+from ._lambdamart import (
+    LambdaMARTRanker,
+    RankerReport,
+    RankerWatch,
+    load_ranker,
+    ranker_versions,
+    save_ranker,
+)
+from ._metrics import ranking_quality
+from ._rankers import FusedRanker, Ranker
+from ._train import (
+    GRADES,
+    IMPRESSION,
+    LogCounts,
+    LoggedSearches,
+    TrainConfig,
+    fit_ranker,
+    load_logged_searches,
+    logged_searches,
+    train_ranker,
+)
+from ._union import Provenance, UnionCandidate, union_candidates
 
 __all__ = [
+    "GRADES",
+    "IMPRESSION",
+    "NOT_RETRIEVED_RANK",
     "RRF_K",
+    "FeatureExtractor",
+    "FeatureMatrix",
+    "FeatureSchema",
     "FusedRanker",
+    "LambdaMARTRanker",
+    "LogCounts",
+    "LoggedSearches",
     "Provenance",
     "Ranker",
+    "RankerReport",
+    "RankerWatch",
+    "TrainConfig",
     "UnionCandidate",
+    "fit_ranker",
+    "load_logged_searches",
+    "load_ranker",
+    "logged_searches",
     "ranked",
+    "ranker_versions",
+    "ranking_quality",
     "reciprocal_rank_fusion",
+    "save_ranker",
+    "train_ranker",
     "union_candidates",
 ]

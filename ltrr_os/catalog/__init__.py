@@ -4,7 +4,7 @@ from ._entities import RowError, prepare_entity
 from ._ingest import IngestReport, ingest_rows
 from ._music import MusicCatalog, build_music_catalog, editorial_judgments, track_entity_id
 from ._readers import Rejection, SourceRow, read_csv, read_jsonl, read_rows
-from ._store import catalog_schema, load_lexicon, refresh_lexicon
+from ._store import catalog_entities, catalog_schema, load_lexicon, refresh_lexicon
 
 __all__ = [
     "IngestReport",
@@ -13,6 +13,7 @@ __all__ = [
     "RowError",
     "SourceRow",
     "build_music_catalog",
+    "catalog_entities",
     "catalog_schema",
     "editorial_judgments",
     "ingest_rows",

@@ -44,8 +44,9 @@ class SourceRow:
 
 
 def _has_invalid_utf8(text: str) -> bool:
-    # Files are decoded with surrogateescape: undecodable bytes become lone surrogates.
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    # Files are decoded with surrogateescape: undecodable bytes become lone surrogates. A JSON
+    # escape ("\ud800") can make one too; no encoder, hash or OpenSearch accepts them.
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def _check_value(name: str, value: Any) -> str | None:
@@ -144,6 +145,9 @@ def read_jsonl(path: Path) -> Iterator[SourceRow | Rejection]:
             except ValueError as exc:
                 yield Rejection(file=file, line=number, reason=f"invalid JSON: {exc}")
                 continue
+            except RecursionError:
+                yield Rejection(file=file, line=number, reason="JSON nested too deeply")
+                continue
             if not isinstance(values, dict):
                 yield Rejection(file=file, line=number, reason="line is not a JSON object")
                 continue
@@ -155,6 +159,8 @@ def read_jsonl(path: Path) -> Iterator[SourceRow | Rejection]:
 
 def _row_problem(values: dict[str, Any]) -> str | None:
     for name, value in values.items():
+        if _has_invalid_utf8(str(name)) or "\x00" in str(name):
+            return "a column name is not valid UTF-8 or contains a NUL character"
         if problem := _check_value(str(name), value):
             return problem
     return None

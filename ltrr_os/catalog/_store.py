@@ -3,7 +3,9 @@ query-understanding lexicon built from its entities."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import NotFoundError
@@ -30,9 +32,11 @@ def catalog_schema(client: OpenSearch, settings: LtrrSettings) -> CatalogSchema:
 LEXICON_ID = "lexicon"
 
 
-def refresh_lexicon(client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema) -> Lexicon:
-    """Rebuild the query-understanding lexicon from the live catalog and share it through the
-    state index, so every client understands queries against the same catalog."""
+def catalog_entities(
+    client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema
+) -> Iterator[dict[str, Any]]:
+    """Every entity of the live catalog with its id, type, popularity, text fields and slot
+    attributes (no vectors or memory)."""
     fields = ["entity_type", "popularity_value", *schema.text_fields, *schema.slots.values()]
     hits = helpers.scan(
         client,
@@ -40,13 +44,15 @@ def refresh_lexicon(client: OpenSearch, settings: LtrrSettings, schema: CatalogS
         query={"query": {"match_all": {}}, "_source": sorted(set(fields))},
         size=2000,
     )
-    lexicon = build_lexicon(
-        (
-            {**hit["_source"], "popularity": hit["_source"].get("popularity_value", 0.0)}
-            for hit in hits
-        ),
-        schema,
-    )
+    for hit in hits:
+        source = hit["_source"]
+        yield {**source, "id": hit["_id"], "popularity": source.get("popularity_value", 0.0)}
+
+
+def refresh_lexicon(client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema) -> Lexicon:
+    """Rebuild the query-understanding lexicon from the live catalog and share it through the
+    state index, so every client understands queries against the same catalog."""
+    lexicon = build_lexicon(catalog_entities(client, settings, schema), schema)
     client.index(
         index=settings.index_name("state"),
         id=LEXICON_ID,

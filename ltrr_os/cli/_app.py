@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from collections.abc import Iterator
@@ -10,10 +11,20 @@ from typing import Annotated, Any
 
 import typer
 from opensearchpy import OpenSearch
-from pydantic import BaseModel
+from opensearchpy.exceptions import OpenSearchException
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from typer._click import Context as ClickContext  # typer vendors click
 
 from .. import __version__
 from .._errors import LtrrError
@@ -22,6 +33,7 @@ from ..catalog import (
     Rejection,
     SourceRow,
     build_music_catalog,
+    catalog_entities,
     catalog_schema,
     editorial_judgments,
     ingest_rows,
@@ -34,7 +46,10 @@ from ..config import CatalogSchema, LtrrSettings, load_schema, load_settings
 from ..embedding import load_encoder
 from ..evaluation import (
     EvaluationRow,
+    build_world,
     evaluate_logged,
+    make_policy,
+    policy_names,
     read_cisi,
     read_cranfield,
     read_qrels,
@@ -42,11 +57,14 @@ from ..evaluation import (
     write_documents,
     write_qrels,
     write_queries,
+    write_report,
 )
 from ..evaluation import evaluate as run_evaluation
+from ..evaluation import simulate as run_simulation
 from ..feedback import replay
+from ..memory import observed_entities, reset_memory
 from ..opensearch import bootstrap as apply_bootstrap
-from ..opensearch import connect, plan_bootstrap, run_checks
+from ..opensearch import connect, opensearch_error, plan_bootstrap, run_checks
 from ..policy import new_default_policy
 from ..ranking import (
     FeatureExtractor,
@@ -58,8 +76,29 @@ from ..ranking import (
 )
 from ..strategies import StrategyContext, get_strategy, strategies
 
+
+class _Commands(typer.core.TyperGroup):
+    """Errors a user can act on (bad input or configuration, OpenSearch unreachable or refusing,
+    a file that cannot be read) become one line on stderr and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: ClickContext) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LtrrError as exc:
+            message = str(exc)
+        except OpenSearchException as exc:
+            message = str(opensearch_error(exc, state.url()))
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # typer handles a closed pipe
+            message = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+        err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+        raise typer.Exit(2)
+
+
 app = typer.Typer(
     name="ltrr",
+    cls=_Commands,
     help="Learning to rank and retrieve on OpenSearch.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -88,6 +127,10 @@ class _State:
             self._client = connect(self.settings())
         return self._client
 
+    def url(self) -> str:
+        """The configured OpenSearch URL, for messages ('' while the settings are invalid)."""
+        return self._settings.opensearch_url if self._settings is not None else ""
+
 
 state = _State()
 
@@ -105,6 +148,7 @@ def _options(
 ) -> None:
     state.config_file = config
     state.index_prefix = index_prefix
+    state._settings, state._client = None, None  # a new invocation (tests run several)
 
 
 @app.command()
@@ -328,13 +372,7 @@ def evaluate(
         for name in combo:
             get_strategy(name)
     query_list, judgments = read_queries(queries), read_qrels(qrels)
-    context = StrategyContext(
-        settings=settings,
-        schema=catalog,
-        encoder=load_encoder(),
-        timeout_ms=settings.search_timeout_ms,
-        max_query_chars=settings.max_query_chars,
-    )
+    context = _strategy_context(settings, catalog)
     lexicon = load_lexicon(client, settings)
     with Progress(
         TextColumn("evaluate"),
@@ -383,6 +421,149 @@ def _print_rows(out: Path, report: BaseModel, rows: list[EvaluationRow], title: 
         )
     console.print(table)
     console.print(f"wrote {out / 'metrics.json'}")
+
+
+def _strategy_context(settings: LtrrSettings, catalog: CatalogSchema) -> StrategyContext:
+    return StrategyContext(
+        settings=settings,
+        schema=catalog,
+        encoder=load_encoder(),
+        timeout_ms=settings.search_timeout_ms,
+        max_query_chars=settings.max_query_chars,
+    )
+
+
+def _judged_intents(
+    catalog: CatalogSchema, queries: Path | None, qrels: Path | None, music_dir: Path
+) -> list[tuple[str, frozenset[str]]]:
+    """(query text, relevant ids) for the topical users: the judged set given, else the
+    editorial playlists of the music catalog, else none."""
+    if (queries is None) != (qrels is None):
+        raise LtrrError("--queries and --qrels go together")
+    if queries is not None and qrels is not None:
+        judgments = read_qrels(qrels)
+        return [
+            (text, frozenset(d for d, grade in judgments.get(qid, {}).items() if grade > 0))
+            for qid, text in read_queries(queries)
+        ]
+    if catalog.name != "music" or not music_dir.is_dir():
+        return []
+    editorial, editorial_qrels, _ = editorial_judgments(music_dir)
+    relevant: dict[str, set[str]] = {}
+    for qid, entity, _ in editorial_qrels:
+        relevant.setdefault(qid, set()).add(entity)
+    return [(text, frozenset(relevant.get(qid, ()))) for qid, text in editorial]
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the report.")],
+    searches: Annotated[int, typer.Option("--searches", min=100, max=1_000_000)] = 20_000,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    policies: Annotated[
+        list[str] | None,
+        typer.Option("--policies", help="Policies to compare (repeatable); default: all."),
+    ] = None,
+    queries: Annotated[
+        Path | None, typer.Option("--queries", help="Judged queries (TSV) the users pursue.")
+    ] = None,
+    qrels: Annotated[Path | None, typer.Option("--qrels", help="Their TREC qrels.")] = None,
+    judged_only: Annotated[
+        bool,
+        typer.Option("--judged-only", help="Users pursue only the judged queries."),
+    ] = False,
+    music_dir: Annotated[
+        Path, typer.Option("--music-dir", help="Editorial playlists, without --queries.")
+    ] = DEFAULT_MUSIC_DIR,
+    reset_memory_first: Annotated[
+        bool,
+        typer.Option(
+            "--reset-memory", help="Forget the catalog's observed memory first (it is shared)."
+        ),
+    ] = False,
+) -> None:
+    """Simulated users search the real catalog; every policy serves the same stream side by
+    side. Writes summary.json, learning-curve plots and report.md. The run learns its own Q2E
+    memory in the catalog and restores the predicted priors when it ends."""
+    settings, client = state.settings(), state.client()
+    names = policies or policy_names()
+    for name in names:
+        make_policy(name, seed)
+    catalog = catalog_schema(client, settings)
+    judged = _judged_intents(catalog, queries, qrels, music_dir)
+    if judged_only and not judged:
+        raise LtrrError("--judged-only needs judged queries (--queries and --qrels)")
+    observed = observed_entities(client, settings)
+    if observed and not reset_memory_first:
+        raise LtrrError(
+            f"{observed} entities hold memory learned from real engagement; the simulation "
+            "would learn over it and forget it at the end. Run it on its own --index-prefix, "
+            "or pass --reset-memory"
+        )
+    if observed:
+        reset_memory(client, settings, catalog)
+    world = build_world(
+        list(catalog_entities(client, settings, catalog)),
+        judged,
+        seed=seed,
+        mix={"topical": 1.0} if judged_only else None,
+    )
+    context = _strategy_context(settings, catalog)
+    lexicon = load_lexicon(client, settings)
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("simulate", total=searches)
+
+            def advance(phase: str, done: int, total: int) -> None:
+                progress.update(task, description=phase, completed=done, total=total)
+
+            summary, runs = run_simulation(
+                client,
+                context,
+                lexicon,
+                world,
+                names,
+                searches,
+                seed=seed,
+                extractor=FeatureExtractor(catalog),
+                on_progress=advance,
+            )
+    finally:
+        reset_memory(client, settings, catalog)
+    write_report(summary, runs, out)
+    table = Table(
+        "policy",
+        "success@10",
+        "last 20%",
+        "recall",
+        "cands/query",
+        "p50 ms",
+        "p95 ms",
+        "regret",
+        title=f"{searches} searches, seed {seed}, {summary.seconds:.0f} s",
+    )
+    for name, policy in summary.policies.items():
+        whole, tail = policy.whole_run, policy.last_20_percent
+        table.add_row(
+            name,
+            f"{whole.success_at_10:.3f}",
+            f"{tail.success_at_10:.3f}",
+            f"{whole.candidate_recall:.3f}",
+            f"{whole.candidates_per_query:.0f}",
+            str(whole.latency_ms_p50),
+            str(whole.latency_ms_p95),
+            f"{whole.cumulative_regret:.0f}",
+        )
+    console.print(table)
+    console.print(f"wrote {out / 'summary.json'}, {out / 'report.md'} and the plots")
 
 
 @app.command("train-ranker")
@@ -453,9 +634,13 @@ def search(
     ] = False,
 ) -> None:
     """Search with learned retrieval: decision, results with provenance, timings."""
+    try:
+        context = SearchContext(user_id=user)
+    except ValidationError:
+        raise LtrrError("--user must be 1-128 letters, digits or ._:@/+=-") from None
     client = _client()
     try:
-        response = client.search(query, SearchContext(user_id=user), limit=limit)
+        response = client.search(query, context, limit=limit)
     finally:
         client.close()
     if as_json:
@@ -494,20 +679,18 @@ def feedback(
     events: Annotated[Path, typer.Argument(help="JSON Lines of events ('-' for stdin).")],
 ) -> None:
     """Record UBI-shaped feedback events (impression, click, add_to_favorites, playback...)."""
-    lines = (
-        sys.stdin.read().splitlines()
-        if str(events) == "-"
-        else (events.read_text(encoding="utf-8").splitlines())
-    )
+    data = sys.stdin.buffer.read() if str(events) == "-" else events.read_bytes()
     parsed: list[Any] = []
     bad: list[str] = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(data.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             parsed.append(json.loads(line))
-        except ValueError as exc:
-            bad.append(f"line {number}: invalid JSON: {exc}")
+        except UnicodeDecodeError:
+            bad.append(f"line {number}: not valid UTF-8")
+        except (ValueError, RecursionError) as exc:
+            bad.append(f"line {number}: invalid JSON: {str(exc)[:200]}")
     client = _client()
     try:
         receipt = client.feedback(parsed)
@@ -585,9 +768,5 @@ def datasets_convert(
 
 
 def main() -> None:
-    """Console entry point: user-facing errors become one line on stderr and exit code 2."""
-    try:
-        app()
-    except LtrrError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
+    """Console entry point (errors: see _Commands)."""
+    app()

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import TransportError
 from pydantic import ValidationError
 
 from .._errors import QueryError
@@ -33,7 +34,7 @@ from ..feedback import (
     ubi_query,
 )
 from ..memory import MemoryUpdate, remember
-from ..opensearch import connect
+from ..opensearch import connect, opensearch_error
 from ..policy import (
     Decision,
     DecisionContext,
@@ -89,8 +90,11 @@ class LTRRClient:
     ) -> None:
         self.settings = settings
         self._os = opensearch or connect(settings)
-        schema = catalog_schema(self._os, settings)
-        self._lexicon = load_lexicon(self._os, settings)
+        try:
+            schema = catalog_schema(self._os, settings)
+            self._lexicon = load_lexicon(self._os, settings)
+        except TransportError as exc:
+            raise opensearch_error(exc, settings.opensearch_url) from None
         self._strategy_context = StrategyContext(
             settings=settings,
             schema=schema,
@@ -133,6 +137,8 @@ class LTRRClient:
         """Understand, decide, retrieve in one round trip, union, rank, log; then respond."""
         started = time.perf_counter()
         context = context or SearchContext()
+        if not isinstance(context, SearchContext):
+            raise QueryError(f"context must be a SearchContext, not {type(context).__name__}")
         text = self._check(query, limit)
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -159,6 +165,7 @@ class LTRRClient:
         strategy_context = replace(self._strategy_context, exploration_seed=int(search_id[:7], 16))
         retrieval = retrieve(self._os, decision.plan, understood, strategy_context)
         timings["retrieve"] = _since(clock)
+        timings["round_trip"] = retrieval.round_trip_ms
         timings["opensearch"] = float(
             max((r.took_ms for r in retrieval.results.values()), default=0)
         )
@@ -282,11 +289,22 @@ class LTRRClient:
             return self._fused.name, self._fused.score_features(features).tolist()
 
     def _decide(self, context: DecisionContext) -> Decision:
+        """The policy's plan; the rule policy's when it fails or plans more candidates than the
+        budget (any policy may be plugged in; the budget holds for all)."""
         try:
-            return self.policy.decide(context)
+            decision = self.policy.decide(context)
         except Exception:
             log.exception("policy %s failed to decide; the rule policy decides", self.policy.name)
             return self._fallback.decide(context)
+        if decision.candidate_cost > context.budget:
+            log.warning(
+                "policy %s planned %d candidates, over the budget of %d; the rule policy decides",
+                self.policy.name,
+                decision.candidate_cost,
+                context.budget,
+            )
+            return self._fallback.decide(context)
+        return decision
 
     def _attributes(self, source: Mapping[str, Any]) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
@@ -300,9 +318,45 @@ class LTRRClient:
 
     def feedback(self, events: Sequence[FeedbackEvent | Mapping[str, Any]]) -> FeedbackReceipt:
         """Log events durably, then learn: memory, user profiles, and the policy once a search
-        settles. Unknown search ids and invalid events are rejected; repeats are ignored."""
+        settles. Unknown search ids and invalid events are rejected; repeats are ignored.
+
+        Raises OpenSearchUnavailableError when a search id must be looked up in OpenSearch and
+        cannot be, and LtrrError when the spool cannot store the events: then nothing of the
+        batch was accepted, and sending it again is safe."""
+        if isinstance(events, str | bytes | Mapping) or not isinstance(events, Sequence):
+            raise QueryError(f"events must be a list of events, not {type(events).__name__}")
         receipt = FeedbackReceipt()
         accepted: list[tuple[FeedbackEvent, SearchRecord, bool]] = []
+        try:
+            self._accept(events, receipt, accepted)
+            if accepted:
+                self._spool.append(
+                    [
+                        SpoolRecord(
+                            index=self.settings.index_name("ubi_events"),
+                            doc_id=event.key,
+                            document=ubi_event(event),
+                        )
+                        for event, _, _ in accepted
+                    ]
+                )
+        except BaseException:
+            self._forget_seen([event.key for event, _, _ in accepted])
+            raise
+        if accepted:
+            receipt.accepted = len(accepted)
+            receipt.memory_updates = self._learn_from_events(accepted)
+        receipt.settled_searches = self.settle()
+        return receipt
+
+    def _accept(
+        self,
+        events: Sequence[FeedbackEvent | Mapping[str, Any]],
+        receipt: FeedbackReceipt,
+        accepted: list[tuple[FeedbackEvent, SearchRecord, bool]],
+    ) -> None:
+        """Validate the events; the new ones go to `accepted` (their keys marked seen), the rest
+        to the receipt as rejections or duplicates."""
         for index, raw in enumerate(events):
             try:
                 event = raw if isinstance(raw, FeedbackEvent) else FeedbackEvent.model_validate(raw)
@@ -323,21 +377,6 @@ class LTRRClient:
                 receipt.duplicates += 1
                 continue
             accepted.append((event, *found))
-        if accepted:
-            self._spool.append(
-                [
-                    SpoolRecord(
-                        index=self.settings.index_name("ubi_events"),
-                        doc_id=event.key,
-                        document=ubi_event(event),
-                    )
-                    for event, _, _ in accepted
-                ]
-            )
-            receipt.accepted = len(accepted)
-            receipt.memory_updates = self._learn_from_events(accepted)
-        receipt.settled_searches = self.settle()
-        return receipt
 
     def _first_time(self, key: str) -> bool:
         with self._seen_lock:
@@ -348,13 +387,22 @@ class LTRRClient:
                 self._seen_events.popitem(last=False)
             return True
 
+    def _forget_seen(self, keys: list[str]) -> None:
+        """Undo `_first_time` for events that were not stored after all, so a retry stores them."""
+        with self._seen_lock:
+            for key in keys:
+                self._seen_events.pop(key, None)
+
     def _find_search(self, search_id: str) -> tuple[SearchRecord, bool] | None:
         found = self._pending.find(search_id)
         if found is not None:
             return found
-        stored = self._os.get(
-            index=self.settings.index_name("ubi_queries"), id=search_id, ignore=404
-        )
+        try:
+            stored = self._os.get(
+                index=self.settings.index_name("ubi_queries"), id=search_id, ignore=404
+            )
+        except TransportError as exc:
+            raise opensearch_error(exc, self.settings.opensearch_url) from None
         if not stored.get("found"):
             return None
         record = SearchRecord.model_validate(stored["_source"]["ltrr"])

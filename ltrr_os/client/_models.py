@@ -51,7 +51,10 @@ class SearchResponse(BaseModel):
     partial: bool = Field(description="a strategy failed or timed out; its candidates are missing")
     errors: dict[str, str] = Field(default_factory=dict, description="strategy -> what failed")
     ranker: str
-    timings_ms: dict[str, float]
+    timings_ms: dict[str, float] = Field(
+        description="stage -> ms: understand, decide, retrieve (its round_trip, and opensearch: "
+        "the slowest strategy's took), rank, log, total"
+    )
 
 
 class FeedbackRejection(BaseModel):

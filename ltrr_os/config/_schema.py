@@ -203,6 +203,8 @@ def load_schema(name_or_path: str | Path) -> CatalogSchema:
             )
         try:
             text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read schema file {path}: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"schema file {path} is not UTF-8 text") from None
         origin = f"schema file {path}"
@@ -210,6 +212,8 @@ def load_schema(name_or_path: str | Path) -> CatalogSchema:
         return CatalogSchema.model_validate(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{origin} is nested too deeply") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'schema'}: {err['msg']}"

@@ -38,6 +38,7 @@ class LtrrSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="LTRR_",
+        env_ignore_empty=True,  # LTRR_PASSWORD= means unset, not an empty password
         extra="forbid",
         populate_by_name=True,
         hide_input_in_errors=True,
@@ -88,6 +89,12 @@ class LtrrSettings(BaseSettings):
         if not urls:
             raise ValueError("no OpenSearch URL given")
         for url in urls:
+            if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+                # Not echoed: it holds a password. Credentials in a URL end up in logs and output.
+                raise ValueError(
+                    "credentials in the URL are not accepted; set username and password "
+                    "(LTRR_USERNAME, LTRR_PASSWORD) instead"
+                )
             if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", url):
                 raise ValueError(f"not an http(s) URL: {url!r}")
         return ",".join(urls)
@@ -136,9 +143,14 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> LtrrSett
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
+            with path.open("rb") as file:  # as the settings source reads it: no newline translation
+                tomllib.load(file)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"config file {path} is nested too deeply") from None
     token = _config_file.set(path)
     try:
         return LtrrSettings(**overrides)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from numpy.typing import NDArray
 from .._errors import ConfigError, LtrrError
 
 Vectors = NDArray[np.float32]
+QUERY_CACHE_SIZE = 4096
 
 
 class Encoder(ABC):
@@ -30,8 +32,15 @@ class Encoder(ABC):
         """One row per text, in order; each row has unit norm (cosine = dot product)."""
 
     def encode_one(self, text: str) -> list[float]:
-        vector: list[float] = self.encode([text])[0].tolist()
-        return vector
+        """One query's vector. Head queries repeat, so the newest few thousand are cached."""
+        return list(self._cached_query_vectors(text))
+
+    @functools.cached_property
+    def _cached_query_vectors(self) -> Callable[[str], tuple[float, ...]]:
+        def encode(text: str) -> tuple[float, ...]:
+            return tuple(self.encode([text])[0].tolist())
+
+        return functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(encode)
 
 
 class MiniLMOnnxEncoder(Encoder):

@@ -1,5 +1,5 @@
 """Evaluation: judged query sets (queries, qrels, documents) and the test collections they come
-from."""
+from; logged and off-policy evaluation; and the online simulation of users over the catalog."""
 
 from ._datasets import (
     JudgedCollection,
@@ -13,20 +13,46 @@ from ._datasets import (
 )
 from ._evaluate import MEASURES, EvaluationReport, EvaluationRow, evaluate
 from ._logged import LoggedEvaluationReport, evaluate_logged
+from ._ope import LoggedRound, OffPolicyEstimate, estimate
+from ._report import write_report
+from ._simulate import (
+    CurvePoint,
+    PolicyMetrics,
+    PolicySummary,
+    SimulationSummary,
+    make_policy,
+    policy_names,
+    simulate,
+)
+from ._world import World, build_world, misspell
 
 __all__ = [
     "MEASURES",
+    "CurvePoint",
     "EvaluationReport",
     "EvaluationRow",
     "JudgedCollection",
     "LoggedEvaluationReport",
+    "LoggedRound",
+    "OffPolicyEstimate",
+    "PolicyMetrics",
+    "PolicySummary",
+    "SimulationSummary",
+    "World",
+    "build_world",
+    "estimate",
     "evaluate",
     "evaluate_logged",
+    "make_policy",
+    "misspell",
+    "policy_names",
     "read_cisi",
     "read_cranfield",
     "read_qrels",
     "read_queries",
+    "simulate",
     "write_documents",
     "write_qrels",
     "write_queries",
+    "write_report",
 ]

@@ -92,6 +92,23 @@ def markdown_report(summary: SimulationSummary) -> str:
             f"{w.latency_ms_p50} / {w.latency_ms_p95} | {w.opensearch_ms_p50} | "
             f"{w.cumulative_regret:.0f} |"
         )
+    curves = {name: p.learning_curve for name, p in summary.policies.items() if p.learning_curve}
+    if curves:
+        block = next(iter(curves.values()))[0].searches
+        lines += [
+            "",
+            f"## Learning: the first and the last {block} searches",
+            "",
+            "| policy | success@10 first | last | recall first | last | candidates first | last |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, curve in curves.items():
+            first, last = curve[0], curve[-1]
+            lines.append(
+                f"| {name} | {first.success_at_10:.3f} | {last.success_at_10:.3f} | "
+                f"{first.candidate_recall:.3f} | {last.candidate_recall:.3f} | "
+                f"{first.candidates_per_query:.0f} | {last.candidates_per_query:.0f} |"
+            )
     if summary.off_policy:
         lines += [
             "",

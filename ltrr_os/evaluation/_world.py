@@ -198,8 +198,10 @@ def build_world(
     zipf_exponent: float = 1.0,
     mix: Mapping[Family, float] | None = None,
 ) -> World:
-    """Intents from the catalog's own entities and attributes plus the judged topical queries."""
+    """Intents from the catalog's own entities and attributes plus the judged topical queries.
+    The same entities give the same world for the same seed, in whatever order they come."""
     rng = random.Random(seed)
+    entities = sorted(entities, key=lambda e: str(e["id"]))
     mix = dict(mix or {"known_item": 0.5, "topical": 0.2, "attribute": 0.2, "ambiguous": 0.1})
     by_id = {str(e["id"]): e for e in entities}
     genres_of = {item: frozenset(str(g) for g in e.get("genre") or ()) for item, e in by_id.items()}

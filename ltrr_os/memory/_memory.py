@@ -47,6 +47,16 @@ ctx._source.memory_updated_at = last > now ? last : now;
 """
 
 
+OBSERVED = {"exists": {"field": "memory_updated_at"}}
+"""Entities with observed memory: `remember` stamps every entity it updates."""
+
+
+def observed_entities(client: OpenSearch, settings: LtrrSettings) -> int:
+    """How many entities hold memory learned from engagement."""
+    index = settings.index_name("catalog")
+    return int(client.count(index=index, body={"query": OBSERVED})["count"])
+
+
 class MemoryUpdate(BaseModel):
     """One engagement to remember: this entity was wanted for this query."""
 
@@ -118,12 +128,14 @@ def remember(
 
 def reset_memory(client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema) -> int:
     """Forget every observed score and restore the predicted priors from the entities' fields
-    (what ingest would compute), before a replay rebuilds the memory from the log."""
+    (what ingest would compute), before a replay rebuilds the memory from the log. Only
+    entities with observed memory are touched: the others still hold their priors."""
     index = settings.index_name("catalog")
     fields = ["id", "entity_type", "popularity_value", *schema.fields]
+    query = {"_source": fields, "query": OBSERVED}
 
     def actions() -> Iterator[dict[str, Any]]:
-        for hit in helpers.scan(client, index=index, query={"_source": fields}, size=1000):
+        for hit in helpers.scan(client, index=index, query=query, size=1000):
             values = {**hit["_source"], "popularity": hit["_source"].get("popularity_value")}
             prior = prepare_entity(schema, values, "replay").get("q2e_prior", {})
             yield {

@@ -7,11 +7,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 from pydantic import BaseModel
 
-from .._errors import OpenSearchUnavailableError
+from ._client import opensearch_error
 
 
 class Check(BaseModel):
@@ -55,15 +54,14 @@ def cluster_version(client: OpenSearch) -> str:
     """The cluster's version, or OpenSearchUnavailableError with the reason it is not reachable."""
     try:
         info = client.info()
-    except OSConnectionError as exc:
-        raise OpenSearchUnavailableError(
-            f"cannot reach OpenSearch: {exc.info if exc.info else exc.error}. "
-            "Is it running? (scripts/opensearch-local start, or docker compose up -d)"
-        ) from None
     except TransportError as exc:
-        raise OpenSearchUnavailableError(
-            f"OpenSearch answered {exc.status_code}: {exc.error}"
-        ) from None
+        hosts = client.transport.hosts or []
+        urls = [
+            f"{'https' if h.get('use_ssl') else 'http'}://{h['host']}:{h['port']}"
+            f"{h.get('url_prefix', '')}"
+            for h in hosts
+        ]
+        raise opensearch_error(exc, ",".join(urls)) from None
     return str(info["version"]["number"])
 
 

@@ -254,31 +254,39 @@ def _tupled(value: Any) -> Any:
 
 
 def load_policy(directory: Path, name: str = DEFAULT_POLICY_NAME) -> VWBandit | None:
-    """The newest saved version of a learned policy, or None with a warning when it is missing or
-    unusable (the caller falls back to a static policy). Never raises for a bad file."""
+    """The newest usable saved version of a learned policy. A version that is unusable (a damaged
+    file: disks and copies fail, though a crashed save never leaves one) is reported with a
+    warning and the one before it tried; None when no version is usable (the caller falls back
+    to a static policy). Never raises for a bad file."""
     manifests = _versions(directory, name, ("json",))
     if not manifests:
         log.info("no saved policy %r in %s", name, directory)
         return None
-    version = max(manifests)
-    manifest = manifests[version]
-    try:
-        state = SavedState.model_validate_json(manifest.read_bytes())
-        model = directory / state.model_file
-        if model.name != f"policy-{name}-v{version}.vw" or state.version != version:
-            raise ValueError(f"names {state.model_file} v{state.version}, not its own model")
-        if _sha256(model) != state.model_sha256:
-            raise ValueError(f"{model.name} does not match its checksum (truncated or replaced)")
-        kind = VWBandit._kinds.get(state.kind)
-        if kind is None:
-            raise ValueError(f"unknown policy kind {state.kind!r}")
-        return kind._restore(state, Workspace(arg_list=["-i", str(model), "--quiet"]))
-    except (OSError, ValueError, ValidationError, RuntimeError, TypeError) as exc:
-        log.warning(
-            "saved policy %r v%d in %s is unusable (%s); falling back to a static policy",
-            name,
-            version,
-            directory,
-            exc,
-        )
-        return None
+    for version in sorted(manifests, reverse=True):
+        try:
+            return _load_version(directory, name, version, manifests[version])
+        except (OSError, ValueError, ValidationError, RuntimeError, TypeError) as exc:
+            log.warning(
+                "saved policy %r v%d in %s is unusable (%s); trying the version before it",
+                name,
+                version,
+                directory,
+                exc,
+            )
+    log.warning(
+        "no usable version of policy %r in %s; falling back to a static policy", name, directory
+    )
+    return None
+
+
+def _load_version(directory: Path, name: str, version: int, manifest: Path) -> VWBandit:
+    state = SavedState.model_validate_json(manifest.read_bytes())
+    model = directory / state.model_file
+    if model.name != f"policy-{name}-v{version}.vw" or state.version != version:
+        raise ValueError(f"names {state.model_file} v{state.version}, not its own model")
+    if _sha256(model) != state.model_sha256:
+        raise ValueError(f"{model.name} does not match its checksum (truncated or replaced)")
+    kind = VWBandit._kinds.get(state.kind)
+    if kind is None:
+        raise ValueError(f"unknown policy kind {state.kind!r}")
+    return kind._restore(state, Workspace(arg_list=["-i", str(model), "--quiet"]))

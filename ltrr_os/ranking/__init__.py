@@ -6,6 +6,7 @@ from ._features import (
     FeatureExtractor,
     FeatureMatrix,
     FeatureSchema,
+    Matrix,
 )
 from ._fusion import RRF_K, ranked, reciprocal_rank_fusion
 from ._lambdamart import (
@@ -43,6 +44,7 @@ __all__ = [
     "LambdaMARTRanker",
     "LogCounts",
     "LoggedSearches",
+    "Matrix",
     "Provenance",
     "Ranker",
     "RankerReport",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, Field
+# Plain dataclasses, not pydantic models: a search builds one per candidate and strategy hit,
+# from data OpenSearch already typed, and the response models validate what they expose.
 
 
-class Provenance(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Provenance:
     """Where a candidate came from: which strategy found it, at which rank and score."""
 
     strategy: str
@@ -16,10 +19,11 @@ class Provenance(BaseModel):
     score: float
 
 
-class UnionCandidate(BaseModel):
+@dataclass(slots=True)
+class UnionCandidate:
     id: str
-    source: dict[str, Any] = Field(default_factory=dict)
-    provenance: list[Provenance]
+    source: dict[str, Any] = field(default_factory=dict)
+    provenance: list[Provenance] = field(default_factory=list)
 
 
 def union_candidates(
@@ -32,6 +36,6 @@ def union_candidates(
         for rank, (item, score, source) in enumerate(hits, start=1):
             found = merged.get(item)
             if found is None:
-                found = merged[item] = UnionCandidate(id=item, source=source, provenance=[])
-            found.provenance.append(Provenance(strategy=strategy, rank=rank, score=score))
+                found = merged[item] = UnionCandidate(item, source)
+            found.provenance.append(Provenance(strategy, rank, score))
     return list(merged.values())

@@ -17,6 +17,9 @@ KNN_MIN_CANDIDATES = 50
 KNN_MAX_CANDIDATES = 2000
 # Words that join slots in a query ("songs by queen") and say nothing about titles.
 RESIDUAL_STOPWORDS = frozenset({"a", "an", "and", "by", "for", "from", "of", "the", "to", "with"})
+# Up to three readings match their residual words, against every text field: typo tolerant only
+# for short residuals, so that the query stays under OpenSearch's 1,024 clauses (see _clauses).
+FUZZY_RESIDUAL_WORDS = 2
 
 
 def _common(context: StrategyContext, size: int) -> dict[str, Any]:
@@ -97,7 +100,9 @@ class Structured(Strategy):
         residual = [w for w in reading.residual.split() if w not in RESIDUAL_STOPWORDS]
         clause: dict[str, Any] = {"must": constraints}
         if residual:
-            clause["should"] = text_clauses(context.schema, " ".join(residual))
+            clause["should"] = text_clauses(
+                context.schema, " ".join(residual), fuzzy_words=FUZZY_RESIDUAL_WORDS
+            )
         return {"bool": {**clause, "boost": round(max(reading.likelihood, 1e-3), 4)}}
 
 
@@ -171,7 +176,7 @@ class Exploration(Strategy):
         if not self.applicable(query):
             return None
         loose = [{"match": {"predicted_queries": {"query": query.text}}}]
-        loose += text_clauses(context.schema, query.text, fuzzy=False)
+        loose += text_clauses(context.schema, query.text, fuzzy_words=0)
         return {
             **_common(context, size),
             "loose_clauses": loose,

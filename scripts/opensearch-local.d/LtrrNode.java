@@ -9,6 +9,8 @@ import org.codelibs.opensearch.runner.OpenSearchRunner;
  * security-manager checks). Every argument after the home directory is an OpenSearch setting,
  * key=value; a value with commas becomes a list.
  *
+ * The plugin classes to load are the system property ltrr.plugins (comma-separated; k-NN by default).
+ *
  * Usage: LtrrNode HOME key=value ...
  */
 public final class LtrrNode {
@@ -54,7 +56,7 @@ public final class LtrrNode {
                 .basePath(home)
                 .numOfNode(1)
                 .clusterName(valueOf(settings, "cluster.name", "ltrr-os"))
-                .pluginTypes("org.opensearch.knn.plugin.KNNPlugin"));
+                .pluginTypes(System.getProperty("ltrr.plugins", "org.opensearch.knn.plugin.KNNPlugin")));
         while (!runner.isClosed()) {
             Thread.sleep(1000);
         }

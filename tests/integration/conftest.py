@@ -1,8 +1,16 @@
-"""Shared fixtures of the integration tests: the encoder and a slice of the real music catalog."""
+"""Shared fixtures of the integration tests: the encoder, a slice of the real music catalog, and
+nodes of a test's own that it may stop, freeze and kill."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import re
+import subprocess
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from opensearchpy import OpenSearch
@@ -12,9 +20,10 @@ from ltrr_os.config import LtrrSettings, load_schema
 from ltrr_os.embedding import Encoder, load_encoder
 from ltrr_os.opensearch import bootstrap
 
-from ..conftest import REPO
+from ..conftest import REPO, RUNNER
 
 MUSIC = load_schema("music")
+OWN_NODE_PORT = 9260
 MUSIC_DIR = REPO.parent / "shared" / "data" / "music"
 SLICE_ARTISTS = {
     "Queen",
@@ -37,6 +46,30 @@ def encoder() -> Encoder:
     return load_encoder()
 
 
+@functools.cache
+def music_entities() -> tuple[dict[str, Any], ...]:
+    """The whole music catalog, built once per session."""
+    return tuple(build_music_catalog(MUSIC_DIR).entities)
+
+
+def load_music(
+    client: OpenSearch,
+    settings: LtrrSettings,
+    encoder: Encoder,
+    artists: Collection[str],
+    extra: list[dict[str, Any]] | None = None,
+) -> int:
+    """Bootstrap the music schema under the settings' prefix and ingest these artists' entities
+    (and `extra`); returns how many were ingested."""
+    bootstrap(client, settings, MUSIC)
+    chosen = [e for e in music_entities() if e.get("artist") in artists] + (extra or [])
+    rows = [SourceRow("slice", i, entity) for i, entity in enumerate(chosen)]
+    report = ingest_rows(client, settings, MUSIC, rows, encoder)
+    assert report.rejected == []
+    refresh_lexicon(client, settings, MUSIC)
+    return report.indexed
+
+
 @pytest.fixture(scope="session")
 def music_settings(
     settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
@@ -44,10 +77,6 @@ def music_settings(
     """A catalog of a dozen well-known artists, every 200th other entity, and two tracks with the
     same title and different popularity, bootstrapped and ingested once per session."""
     own = settings.model_copy(update={"index_prefix": f"{settings.index_prefix}music-"})
-    bootstrap(os_client, own, MUSIC)
-    catalog = build_music_catalog(MUSIC_DIR)
-    chosen = [e for e in catalog.entities if e.get("artist") in SLICE_ARTISTS]
-    chosen += catalog.entities[::200]
     twins = [
         {
             "id": f"track:twin-{p}",
@@ -58,9 +87,79 @@ def music_settings(
         }
         for p in (1, 9)
     ]
-    rows = [SourceRow("slice", i, entity) for i, entity in enumerate([*chosen, *twins])]
-    report = ingest_rows(os_client, own, MUSIC, rows, encoder)
-    assert report.rejected == []
-    refresh_lexicon(os_client, own, MUSIC)
+    load_music(os_client, own, encoder, SLICE_ARTISTS, [*music_entities()[::200], *twins])
     yield own
     os_client.indices.delete(index=f"{own.index_prefix}*")
+
+
+def stored_versions(client: OpenSearch, index: str) -> dict[str, int]:
+    """_id -> _version of every document: version 1 means it was written exactly once."""
+    client.indices.refresh(index=index)
+    hits = client.search(
+        index=index,
+        body={"query": {"match_all": {}}, "size": 10_000, "_source": False, "version": True},
+    )["hits"]["hits"]
+    return {hit["_id"]: hit["_version"] for hit in hits}
+
+
+@dataclass(frozen=True)
+class LocalNodes:
+    """Nodes of a test's own, run by scripts/opensearch-local on loopback ports from `port`."""
+
+    port: int
+    nodes: int = 1
+    heap: str = "512m"
+    security: bool = False
+
+    @property
+    def _runner(self) -> list[str]:
+        options = ["--port", str(self.port), "--nodes", str(self.nodes), "--heap", self.heap]
+        return [str(RUNNER), *options, *(["--security"] if self.security else [])]
+
+    def run(self, command: str, *options: str) -> str:
+        command_line = [*self._runner, *options, command]
+        return subprocess.run(command_line, check=True, capture_output=True, text=True).stdout
+
+    def status(self) -> subprocess.CompletedProcess[str]:
+        """Exit code 0 when every node runs; the output names each node's pid."""
+        return subprocess.run([*self._runner, "status"], capture_output=True, text=True)
+
+    def running(self) -> bool:
+        return self.status().returncode == 0
+
+    def url(self, node: int = 1) -> str:
+        return f"{'https' if self.security else 'http'}://127.0.0.1:{self.port + node - 1}"
+
+    def ca(self) -> Path:
+        """The CA that signed a secured cluster's certificates."""
+        return Path(self.run("ca").strip())
+
+    @property
+    def urls(self) -> str:
+        """Every node, comma-separated (as `opensearch_url` takes them)."""
+        return ",".join(self.url(node) for node in range(1, self.nodes + 1))
+
+    def pid(self, node: int = 1) -> int:
+        found = re.search(rf"^node {node}: running, pid ([0-9]+)", self.status().stdout, re.M)
+        assert found, f"node {node} on {self.port} is not running"
+        return int(found.group(1))
+
+
+@contextmanager
+def local_nodes(port: int, nodes: int = 1, *, security: bool = False) -> Iterator[LocalNodes]:
+    """Start the nodes (if they are not up already); afterwards leave them as found."""
+    own = LocalNodes(port, nodes, security=security)
+    was_running = own.running()
+    own.run("start")
+    try:
+        yield own
+    finally:
+        own.run("stop" if not was_running else "start")
+
+
+@pytest.fixture(scope="session")
+def own_node() -> Iterator[LocalNodes]:
+    """A single node of the session's own, which tests may stop, freeze and kill, as long as they
+    leave it running."""
+    with local_nodes(OWN_NODE_PORT) as node:
+        yield node

@@ -26,24 +26,14 @@ from ltrr_os.config import LtrrSettings
 from ltrr_os.feedback import Spool, SpoolRecord
 from ltrr_os.opensearch import connect
 
-from ..conftest import REPO, RUNNER
+from ..conftest import REPO
+from .conftest import LocalNodes, stored_versions
 
-SECOND_PORT = "9260"
 log = logging.getLogger(__name__)
 
 
 def record(index: str, doc_id: str, n: int | str) -> SpoolRecord:
     return SpoolRecord(index=index, doc_id=doc_id, document={"n": n, "action": "click"})
-
-
-def stored_versions(client: OpenSearch, index: str) -> dict[str, int]:
-    """_id -> _version of every document: version 1 means it was written exactly once."""
-    client.indices.refresh(index=index)
-    hits = client.search(
-        index=index,
-        body={"query": {"match_all": {}}, "size": 10_000, "_source": False, "version": True},
-    )["hits"]["hits"]
-    return {hit["_id"]: hit["_version"] for hit in hits}
 
 
 def make_alias(client: OpenSearch, alias: str, body: dict[str, object] | None = None) -> str:
@@ -141,47 +131,41 @@ def test_a_permanent_mapping_error_goes_to_the_dead_letter_file(
     spool.close()
 
 
-def _runner(command: str) -> None:
-    subprocess.run([str(RUNNER), "--port", SECOND_PORT, command], check=True, capture_output=True)
-
-
 @pytest.fixture
-def second_node(settings: LtrrSettings) -> Iterator[OpenSearch]:
-    """A node of our own that the test may stop and start; left as it was found."""
-    status = [str(RUNNER), "--port", SECOND_PORT, "status"]
-    was_running = subprocess.run(status, capture_output=True).returncode == 0
-    _runner("start")
-    client = OpenSearch(hosts=[f"http://127.0.0.1:{SECOND_PORT}"], max_retries=0, timeout=30)
-    yield client
-    _runner("start")
+def second_node(
+    settings: LtrrSettings, own_node: LocalNodes
+) -> Iterator[tuple[LocalNodes, OpenSearch]]:
+    """A node of our own that the test may stop and start."""
+    client = OpenSearch(hosts=[own_node.url()], max_retries=0, timeout=30)
+    yield own_node, client
+    own_node.run("start")
     client.indices.delete(index=f"{settings.index_prefix}*", expand_wildcards="all")
     client.close()
-    if not was_running:
-        _runner("stop")
 
 
 def test_records_wait_out_an_outage_and_arrive_once(
-    second_node: OpenSearch, index: str, tmp_path: Path
+    second_node: tuple[LocalNodes, OpenSearch], index: str, tmp_path: Path
 ) -> None:
-    make_alias(second_node, index)
+    node, client = second_node
+    make_alias(client, index)
     spool = Spool(tmp_path)
     spool.append([record(index, f"a{n}", n) for n in range(100)])
-    assert spool.deliver(second_node).delivered == 100
+    assert spool.deliver(client).delivered == 100
 
-    _runner("stop")
+    node.run("stop")
     for n in range(100):
         spool.append([record(index, f"b{n}", n)])
-    down = spool.deliver(second_node)
+    down = spool.deliver(client)
     assert down.error is not None
     assert down.error.startswith("OpenSearch is unreachable")
     assert (down.delivered, down.pending, spool.pending()) == (0, 100, 100)
 
-    _runner("start")
-    report = spool.close(second_node)
+    node.run("start")
+    report = spool.close(client)
 
     assert report is not None
     assert (report.delivered, report.duplicates, report.pending) == (100, 0, 0)
-    versions = stored_versions(second_node, index)
+    versions = stored_versions(client, index)
     assert len(versions) == 200
     assert set(versions.values()) == {1}
 

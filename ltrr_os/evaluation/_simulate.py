@@ -375,7 +375,9 @@ def simulate(
     ranker_every: int = 2_000,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[SimulationSummary, dict[str, PolicyRun]]:
-    """Run the stream through every policy; see the module docstring for how."""
+    """Run the stream through every policy; see the module docstring for how. The memory it
+    learns is written into the catalog: the caller restores the priors (`reset_memory`) when
+    done, as `ltrr simulate` does."""
     started = time.perf_counter()
     produced_by = versions(client)
     runs = {name: PolicyRun(name, *make_policy(name, seed)) for name in policies}

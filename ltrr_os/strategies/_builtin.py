@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from ..understanding import Reading, UnderstoodQuery
 from ._base import SourceType, Strategy, StrategyContext
-from ._clauses import text_clauses
+from ._clauses import LEXICAL_MAX_WORDS, MAX_TEXT_WORDS, text_clauses
 
 POPULARITY_BOOST = 2.0
 OBSERVED_MEMORY_BOOST = 4.0
@@ -45,7 +45,7 @@ class Lexical(Strategy):
             return None
         return {
             **_common(context, size),
-            "text_clauses": text_clauses(context.schema, query.text),
+            "text_clauses": text_clauses(context.schema, query.text, max_words=LEXICAL_MAX_WORDS),
             "popularity_boost": POPULARITY_BOOST,
         }
 
@@ -175,7 +175,8 @@ class Exploration(Strategy):
     ) -> dict[str, Any] | None:
         if not self.applicable(query):
             return None
-        loose = [{"match": {"predicted_queries": {"query": query.text}}}]
+        words = " ".join(query.text.split()[:MAX_TEXT_WORDS])  # clauses stay under 1,024
+        loose = [{"match": {"predicted_queries": {"query": words}}}]
         loose += text_clauses(context.schema, query.text, fuzzy_words=0)
         return {
             **_common(context, size),

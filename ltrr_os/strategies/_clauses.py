@@ -11,21 +11,28 @@ MAX_TEXT_WORDS = 32
 OpenSearch's limit of 1,024 clauses, where a typo-tolerant word counts once per expansion (up to
 20 per field, 50 for a compacted form): for the shipped schemas at most 807 clauses (music:
 3 x (10 x 20 + 50 + 10 + 9)) or 860 (documents) typo tolerant, and 288 exact."""
+LEXICAL_MAX_WORDS = 64
+"""Words the lexical strategy matches: it has one set of clauses (structured has one per reading),
+so long exact texts (abstracts as queries) keep twice as many words: at most 640 clauses."""
 FUZZY_WORDS = 10
 """Texts of at most this many words are matched typo tolerant; longer ones exactly (enough of
 their words match that one typo does not matter)."""
 
 
 def text_clauses(
-    schema: CatalogSchema, text: str, *, fuzzy_words: int = FUZZY_WORDS
+    schema: CatalogSchema,
+    text: str,
+    *,
+    fuzzy_words: int = FUZZY_WORDS,
+    max_words: int = MAX_TEXT_WORDS,
 ) -> list[dict[str, Any]]:
     """Match the text against every text field: the field itself (typo tolerant when the text has
     at most `fuzzy_words` words), its prefixes, its compacted form (names written without spaces
     or punctuation: 'acdc') and its shingles (words in order). Scores add up across fields, so
-    'artist title' queries gain from both. Only the first MAX_TEXT_WORDS words count."""
+    'artist title' queries gain from both. Only the first `max_words` words count."""
     words = text.split()
     fuzzy = len(words) <= fuzzy_words
-    text = " ".join(words[:MAX_TEXT_WORDS])
+    text = " ".join(words[:max_words])
     clauses: list[dict[str, Any]] = []
     for name, spec in schema.text_fields.items():
         match: dict[str, Any] = {"query": text, "boost": spec.boost}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import string
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -170,6 +173,21 @@ def test_limits_are_enforced_before_opensearch(
         retrieve(os_client, {"lexical": 5000}, understand("queen", lexicon), context)
     empty = retrieve(os_client, dict.fromkeys(ALL, 5), understand("  \t\n ", lexicon), context)
     assert all(r.skipped for r in empty.results.values())
+
+
+@pytest.mark.parametrize("kind", ["letters", "catalog words"])
+def test_long_texts_stay_under_the_clause_limit_in_every_strategy(
+    music: tuple[StrategyContext, Lexicon], os_client: OpenSearch, kind: str
+) -> None:
+    """A deployment may allow abstracts as queries; each word adds clauses, and past 1,024 a
+    strategy would fail with a server error."""
+    context, lexicon = music
+    long_context = replace(context, max_query_chars=5000)
+    words = sorted(lexicon.vocabulary) if kind == "catalog words" else list(string.ascii_lowercase)
+    rng = random.Random(kind)
+    text = " ".join(rng.choice(words) for _ in range(2500))[:5000]
+    retrieval = retrieve(os_client, dict.fromkeys(ALL, 10), understand(text, lexicon), long_context)
+    assert {n: r.error for n, r in retrieval.results.items() if r.error} == {}
 
 
 HOSTILE = st.one_of(

@@ -135,6 +135,19 @@ class _State:
 state = _State()
 
 
+def _progress() -> Progress:
+    """The progress bar of long commands, on stderr, gone when done; tasks name their stage."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
 @app.callback()
 def _options(
     config: Annotated[
@@ -286,14 +299,7 @@ def ingest(
         rows, _ = _music_rows(music_dir)
         total = len(rows)
     catalog_schema(client, settings)  # fails clearly when bootstrap has not run
-    with Progress(
-        TextColumn("ingest"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
+    with _progress() as progress:
         task = progress.add_task("ingest", total=total)
         report = ingest_rows(
             client,
@@ -374,14 +380,7 @@ def evaluate(
     query_list, judgments = read_queries(queries), read_qrels(qrels)
     context = _strategy_context(settings, catalog)
     lexicon = load_lexicon(client, settings)
-    with Progress(
-        TextColumn("evaluate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
+    with _progress() as progress:
         task = progress.add_task("evaluate", total=len(query_list))
         report = run_evaluation(
             client,
@@ -511,15 +510,7 @@ def simulate(
     context = _strategy_context(settings, catalog)
     lexicon = load_lexicon(client, settings)
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-        ) as progress:
+        with _progress() as progress:
             task = progress.add_task("simulate", total=searches)
 
             def advance(phase: str, done: int, total: int) -> None:
@@ -714,14 +705,7 @@ def replay_command() -> None:
     """Rebuild the policy, the Q2E memory and the user profiles from the UBI log alone."""
     settings, client = state.settings(), state.client()
     policy = new_default_policy()
-    with Progress(
-        TextColumn("replay"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
+    with _progress() as progress:
         task = progress.add_task("replay", total=None)
         report, profiles = replay(
             client,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .._durable import replace_atomically
 from ..policy import UserProfile
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,7 @@ class UserProfiles:
                 "totals": self._totals,
             }
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        with temporary.open("w", encoding="utf-8") as out:
-            json.dump(payload, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
+        replace_atomically(path, json.dumps(payload).encode())
 
     @classmethod
     def load(cls, path: Path, max_users: int = 100_000) -> UserProfiles:

@@ -36,6 +36,7 @@ from opensearchpy.exceptions import TransportError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticSerializationError
 
+from .._durable import fsync_directory
 from .._errors import LtrrError
 
 logger = logging.getLogger(__name__)
@@ -419,7 +420,7 @@ class Spool:
             raise LtrrError(f"could not create spool segment {path}: {exc}") from exc
         try:
             if self._fsync:
-                _fsync_directory(self._directory)  # the new name must survive a power loss too
+                fsync_directory(self._directory)  # the new name must survive a power loss too
         except OSError as exc:
             os.close(fd)
             raise LtrrError(f"could not create spool segment {path}: {exc}") from exc
@@ -483,7 +484,7 @@ class Spool:
                 os.fsync(file.fileno())
         os.replace(temporary, path)
         if self._fsync:
-            _fsync_directory(self._directory)
+            fsync_directory(self._directory)
 
     def _write_dead_letters(self, letters: list[_DeadLetter]) -> None:
         data = b"".join(letter.model_dump_json().encode() + b"\n" for letter in letters)
@@ -644,11 +645,3 @@ def _lock_directory(directory: Path) -> int:
             f"the spool in {directory} is already open (in this or another process)"
         ) from None
     return fd
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vowpalwabbit import Workspace
 
+from .._durable import fsync_directory, replace_atomically
 from ._features import INTERACTIONS, StrategyHistory
 from ._models import Policy, StrategyChoice
 
@@ -166,8 +167,8 @@ class VWBandit(Policy):
                 model_sha256=digest,
             )
             manifest = model_path.with_suffix(".json")
-            _write_atomically(manifest, state.model_dump_json(indent=1).encode())
-            _fsync_directory(directory)
+            replace_atomically(manifest, state.model_dump_json(indent=1).encode())
+            fsync_directory(directory)
             self.version = version
             return manifest
 
@@ -222,27 +223,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _jsonable(value: Any) -> Any:

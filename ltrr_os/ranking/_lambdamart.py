@@ -25,6 +25,7 @@ import lightgbm as lgb
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
+from .._durable import fsync_directory, write_durably
 from .._errors import LtrrError
 from ..policy import DecisionContext
 from ..understanding import UnderstoodQuery
@@ -86,21 +87,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write(path: Path, data: str) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def save_ranker(
     model_dir: Path, booster: lgb.Booster, schema: FeatureSchema, report: RankerReport
 ) -> tuple[Path, RankerReport]:
@@ -110,12 +96,12 @@ def save_ranker(
     temporary = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     try:
         model = temporary / MODEL_FILE
-        _write(model, booster.model_to_string(num_iteration=report.best_iteration))
-        _write(temporary / FEATURES_FILE, schema.model_dump_json(indent=1))
+        write_durably(model, booster.model_to_string(num_iteration=report.best_iteration).encode())
+        write_durably(temporary / FEATURES_FILE, schema.model_dump_json(indent=1).encode())
         version = max(ranker_versions(model_dir), default=0) + 1
         while True:
             saved = report.model_copy(update={"version": version, "model_sha256": _sha256(model)})
-            _write(temporary / METRICS_FILE, saved.model_dump_json(indent=1))
+            write_durably(temporary / METRICS_FILE, saved.model_dump_json(indent=1).encode())
             target = root / f"v{version}"
             try:
                 # Renaming onto a non-empty directory fails: another trainer claimed the number.
@@ -125,7 +111,7 @@ def save_ranker(
                     raise
                 version += 1
                 continue
-            _fsync_directory(root)
+            fsync_directory(root)
             return target, saved
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

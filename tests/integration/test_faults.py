@@ -307,7 +307,7 @@ CRASH_POINTS: dict[str, tuple[Any, str, int]] = {
     # where: (owner, function, the call of it during the save that never returns)
     "version number claimed": (tempfile, "mkstemp", 1),
     "model written, not synced": (_VW, "_fsync", 1),
-    "model in place, no manifest": (_VW, "_write_atomically", 1),
+    "model in place, no manifest": (_VW, "replace_atomically", 1),
     "manifest written, not renamed": (os, "replace", 2),
 }
 

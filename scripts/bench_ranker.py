@@ -39,6 +39,7 @@ from ltrr_os.catalog import build_music_catalog, catalog_schema, editorial_judgm
 from ltrr_os.config import load_schema, load_settings
 from ltrr_os.embedding import load_encoder
 from ltrr_os.feedback import APPLICATION
+from ltrr_os.models import ModelStore, live_ranker, train_ranker
 from ltrr_os.opensearch import bootstrap, connect
 from ltrr_os.policy import UserProfile
 from ltrr_os.ranking import (
@@ -47,12 +48,11 @@ from ltrr_os.ranking import (
     FusedRanker,
     LambdaMARTRanker,
     Ranker,
+    RankerReport,
     TrainConfig,
     UnionCandidate,
     fit_ranker,
     load_logged_searches,
-    load_ranker,
-    train_ranker,
     union_candidates,
 )
 from ltrr_os.ranking._features import _analysed
@@ -279,13 +279,16 @@ def main() -> None:
         )
         config = TrainConfig()
         clock = time.perf_counter()
-        path, report, counts = train_ranker(client, bench, config)
+        record, decision, counts = train_ranker(client, bench, config)
         total = time.perf_counter() - clock
+        report = RankerReport.model_validate(
+            {k: v for k, v in record.metrics.items() if k in RankerReport.model_fields}
+        )
         print(
             f"train-ranker: {total:.1f} s end to end (read {counts.searches} searches from "
-            f"OpenSearch, build rows, fit), LightGBM {report.training_seconds:.1f} s for "
+            f"OpenSearch, build rows, fit, gate), LightGBM {report.training_seconds:.1f} s for "
             f"{report.rows} rows of {report.searches} engaged searches, "
-            f"{report.best_iteration} trees -> {path}"
+            f"{report.best_iteration} trees -> {record.label}: {decision.reason}"
         )
         for name, metrics in report.validation.items():
             print(f"  validation {name:10s} {_metrics(metrics)}")
@@ -294,6 +297,9 @@ def main() -> None:
         schema = FeatureExtractor(catalog_schema(client, bench)).schema
         data, _ = load_logged_searches(client, bench, schema)
         unaware = fit_ranker(data, config.model_copy(update={"position_aware": False}))
+        ranker = live_ranker(
+            ModelStore(client, bench), FeatureExtractor(catalog_schema(client, bench))
+        )
         # No early stopping: every tree up to the cap, the slowest model training can save.
         capped = lgb.train(
             config.params(),
@@ -304,7 +310,6 @@ def main() -> None:
         if not args.keep:
             client.indices.delete(index=f"{BENCH_PREFIX}*", ignore_unavailable=True)
 
-    ranker = load_ranker(bench.model_dir, FeatureExtractor(catalog_schema(client, settings)))
     assert ranker is not None
     booster, unaware_report = unaware
     rows: list[tuple[str, Ranker]] = [

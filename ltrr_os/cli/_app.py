@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import json
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,7 +43,7 @@ from ..catalog import (
     read_rows,
     refresh_lexicon,
 )
-from ..client import PROFILES_FILE, LTRRClient, SearchContext
+from ..client import LTRRClient, SearchContext
 from ..config import CatalogSchema, LtrrSettings, load_schema, load_settings
 from ..embedding import load_encoder
 from ..evaluation import (
@@ -61,18 +63,18 @@ from ..evaluation import (
 )
 from ..evaluation import evaluate as run_evaluation
 from ..evaluation import simulate as run_simulation
-from ..feedback import replay
+from ..learning import Learner, LearnerConfig, LearnerReport
 from ..memory import observed_entities, reset_memory
+from ..models import MODEL_KINDS, RANKER_NAME, ModelKind, ModelStore, live_ranker, train_ranker
 from ..opensearch import bootstrap as apply_bootstrap
 from ..opensearch import connect, opensearch_error, plan_bootstrap, run_checks
-from ..policy import new_default_policy
+from ..policy import DEFAULT_POLICY_NAME
 from ..ranking import (
     FeatureExtractor,
     FusedRanker,
+    RankerReport,
     TrainConfig,
     load_logged_searches,
-    load_ranker,
-    train_ranker,
 )
 from ..strategies import StrategyContext, get_strategy, strategies
 
@@ -350,7 +352,7 @@ def evaluate(
     settings, client = state.settings(), state.client()
     catalog = catalog_schema(client, settings)
     extractor = FeatureExtractor(catalog)
-    learned = load_ranker(settings.model_dir, extractor)
+    learned = live_ranker(ModelStore(client, settings), extractor)
     if logged:
         data, _ = load_logged_searches(client, settings, extractor.schema)
         logged_report = evaluate_logged(data, holdout, learned)
@@ -580,8 +582,9 @@ def train_ranker_command(
         ),
     ] = True,
 ) -> None:
-    """Train a LambdaMART ranker on the logged searches (UBI) and save it as a new version;
-    running clients switch to it within `ranker_reload_s` (30 s)."""
+    """Train a LambdaMART ranker on the logged searches (UBI) and store it as a new version;
+    it is promoted (and serving processes switch to it within `model_reload_s`) only if it
+    ranks the held-out newest searches at least as well as the live ranking."""
     settings, client = state.settings(), state.client()
     config = TrainConfig(
         min_searches=min_searches,
@@ -590,22 +593,27 @@ def train_ranker_command(
         position_aware=position_aware,
     )
     with err_console.status("training the ranker"):
-        path, report, counts = train_ranker(client, settings, config)
+        record, decision, counts = train_ranker(client, settings, config)
+    report = RankerReport.model_validate(
+        {k: v for k, v in record.metrics.items() if k in RankerReport.model_fields}
+    )
     console.print(
         f"{counts.searches} logged searches: {counts.groups} with impressions and this catalog's "
         f"features, {counts.engaged_groups} engaged; trained on {report.train_searches}, "
         f"validated on {report.validation_searches}, held out {report.held_out_searches} "
-        f"({report.rows} shown results)"
+        f"({report.rows} shown results)",
+        markup=False,
     )
     table = Table("ranking", "nDCG@10", "MRR", title="validation searches")
     for name, metrics in report.validation.items():
         table.add_row(name, f"{metrics['ndcg@10']:.3f}", f"{metrics['mrr']:.3f}")
     console.print(table)
     top = ", ".join(f"{name} {gain:.0f}" for name, gain in list(report.importance_gain.items())[:8])
-    console.print(f"top features by gain: {top}")
+    console.print(f"top features by gain: {top}", markup=False)
+    verdict = "[green]promoted[/]" if decision.promote else "[yellow]not promoted[/]"
     console.print(
-        f"saved lambdamart-v{report.version} to {path} ({report.best_iteration} trees, "
-        f"{report.training_seconds:.1f} s)"
+        f"stored ranker {record.name} v{record.version} ({report.best_iteration} trees, "
+        f"{report.training_seconds:.1f} s): {verdict}, {escape(decision.reason)}"
     )
 
 
@@ -672,16 +680,18 @@ def feedback(
     """Record UBI-shaped feedback events (impression, click, add_to_favorites, playback...)."""
     data = sys.stdin.buffer.read() if str(events) == "-" else events.read_bytes()
     parsed: list[Any] = []
-    bad: list[str] = []
+    lines: list[int] = []  # the input line of each parsed event: rejections name lines
+    bad: list[tuple[int, str]] = []
     for number, line in enumerate(data.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             parsed.append(json.loads(line))
+            lines.append(number)
         except UnicodeDecodeError:
-            bad.append(f"line {number}: not valid UTF-8")
+            bad.append((number, f"line {number}: not valid UTF-8"))
         except (ValueError, RecursionError) as exc:
-            bad.append(f"line {number}: invalid JSON: {str(exc)[:200]}")
+            bad.append((number, f"line {number}: invalid JSON: {str(exc)[:200]}"))
     client = _client()
     try:
         receipt = client.feedback(parsed)
@@ -689,35 +699,176 @@ def feedback(
         client.close()
     console.print(
         f"accepted {receipt.accepted}, duplicates {receipt.duplicates}, "
-        f"rejected {len(receipt.rejected) + len(bad)}, "
-        f"memory updates {receipt.memory_updates}"
+        f"rejected {len(receipt.rejected) + len(bad)}; the learner (ltrr learn) learns from them"
     )
-    for problem in bad:
+    problems = bad + [
+        (lines[rejection.index], f"line {lines[rejection.index]}: {rejection.reason}")
+        for rejection in receipt.rejected
+    ]
+    for _, problem in sorted(problems):
         err_console.print(f"rejected {problem}", markup=False)
-    for rejection in receipt.rejected:
-        err_console.print(f"rejected event {rejection.index + 1}: {rejection.reason}", markup=False)
-    if bad or receipt.rejected:
+    if problems:
         raise typer.Exit(1)
+
+
+def _print_learning(report: LearnerReport) -> None:
+    console.print(
+        f"{report.batches} batches: {report.events} engagements applied to the memory "
+        f"({report.memory_entities} entity updates, {report.unshown} with items never shown, "
+        f"{report.capped} capped, {report.missing_entities} entities missing); "
+        f"{report.settled} searches settled, {report.policy_lessons} taught the policy, "
+        f"{report.not_shown} never shown",
+        soft_wrap=True,
+    )
+    for published in report.published:
+        console.print(f"published {published}")
+
+
+@app.command("learn")
+def learn_command(
+    once: Annotated[bool, typer.Option("--once", help="Catch up with the log, then exit.")] = False,
+    settle_all: Annotated[
+        bool,
+        typer.Option(
+            "--settle-all",
+            help="With --once: settle every search read, without waiting for its reward window.",
+        ),
+    ] = False,
+    lag: Annotated[
+        float,
+        typer.Option("--lag", min=0.0, max=600.0, help="Seconds behind the cluster's clock."),
+    ] = 1.0,
+    poll: Annotated[
+        float, typer.Option("--poll", min=0.05, max=60.0, help="Seconds between steps.")
+    ] = 0.5,
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease", min=1.0, max=3600.0, help="Seconds a silent learner's lease lasts."
+        ),
+    ] = 30.0,
+) -> None:
+    """The learner: read the UBI logs and write what they teach (memory, profiles, policy).
+    Runs until interrupted (another learner running: waits as standby); --once catches up and
+    exits."""
+    settings, client = state.settings(), state.client()
+    learner = Learner(client, settings, config=LearnerConfig(lag_s=lag, poll_s=poll, lease_s=lease))
+    if once:
+        with err_console.status("learning from the log"):
+            report = learner.run_once(settle_all=settle_all)
+        _print_learning(report)
+        return
+    if settle_all:
+        raise LtrrError("--settle-all goes with --once")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print(
+        f"learning from {settings.index_name('ubi_queries')} and "
+        f"{settings.index_name('ubi_events')}; Ctrl-C stops"
+    )
+
+    def report_step(step: LearnerReport) -> None:
+        if step.events or step.policy_lessons or step.published:
+            _print_learning(step)
+
+    try:
+        learner.run(stop, on_step=report_step)
+    except KeyboardInterrupt:
+        stop.set()
+        learner.stop()
 
 
 @app.command("replay")
 def replay_command() -> None:
-    """Rebuild the policy, the Q2E memory and the user profiles from the UBI log alone."""
+    """Rebuild the Q2E memory and the user profiles from the UBI log alone, and a policy,
+    stored as a candidate version (promote it with `ltrr models promote policy N`). Stop the
+    learner first: replay takes its lease."""
     settings, client = state.settings(), state.client()
-    policy = new_default_policy()
-    with _progress() as progress:
-        task = progress.add_task("replay", total=None)
-        report, profiles = replay(
-            client,
-            settings,
-            catalog_schema(client, settings),
-            policy,
-            on_progress=lambda done: progress.update(task, completed=done),
+    learner = Learner(client, settings)
+    with err_console.status("replaying the log"):
+        report = learner.rebuild(catalog_schema(client, settings))
+    _print_learning(report)
+
+
+models_app = typer.Typer(help="Learned model versions: list, promote, roll back, export.")
+app.add_typer(models_app, name="models")
+KindArgument = Annotated[str, typer.Argument(help="policy or ranker")]
+
+
+def _kind(kind: str) -> ModelKind:
+    if kind not in MODEL_KINDS:
+        raise LtrrError(f"unknown model kind {kind!r}: expected policy or ranker")
+    return kind
+
+
+def _model_name(kind: ModelKind) -> str:
+    return DEFAULT_POLICY_NAME if kind == "policy" else RANKER_NAME
+
+
+@models_app.command("list")
+def models_list(
+    kind: Annotated[str | None, typer.Option("--kind", help="policy or ranker")] = None,
+) -> None:
+    """Stored versions, newest first, and which one is live."""
+    store = ModelStore(state.client(), state.settings())
+    live = {
+        k: (pointer.version if (pointer := store.pointer(k, _model_name(k))) else None)
+        for k in MODEL_KINDS
+    }
+    table = Table("kind", "version", "status", "live", "created", "trained by", "reason")
+    for record in store.versions(_kind(kind) if kind else None):
+        table.add_row(
+            record.kind,
+            f"{record.name} v{record.version}",
+            record.status,
+            "yes" if live.get(record.kind) == record.version else "",
+            f"{record.created_at:%Y-%m-%d %H:%M:%S}",
+            escape(record.trained_by),
+            escape(record.reason),
         )
-    saved = policy.save(settings.model_dir)
-    profiles.save(settings.model_dir / PROFILES_FILE)
-    console.print(report.model_dump())
-    console.print(f"saved policy {saved} and user profiles")
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    kind: KindArgument,
+    version: Annotated[int, typer.Argument(help="The version to serve.", min=1)],
+) -> None:
+    """Serve a stored version now (whatever the gate said of it)."""
+    model_kind = _kind(kind)
+    store = ModelStore(state.client(), state.settings())
+    record = store.promote(model_kind, _model_name(model_kind), version, "promoted by an operator")
+    console.print(f"{escape(record.label)} is live")
+
+
+@models_app.command("rollback")
+def models_rollback(kind: KindArgument) -> None:
+    """Serve the version promoted before the live one."""
+    model_kind = _kind(kind)
+    store = ModelStore(state.client(), state.settings())
+    record = store.rollback(model_kind, _model_name(model_kind), "rolled back by an operator")
+    console.print(f"{escape(record.label)} is live again")
+
+
+@models_app.command("export")
+def models_export(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the live versions to.")],
+) -> None:
+    """Write the live policy and ranker to a directory (a copy: servers load from OpenSearch)."""
+    settings, client = state.settings(), state.client()
+    store = ModelStore(client, settings)
+    for kind in MODEL_KINDS:
+        pointer = store.pointer(kind, _model_name(kind))
+        if pointer is None:
+            console.print(f"no live {kind}")
+            continue
+        record, blob = store.load(kind, _model_name(kind), pointer.version)
+        path = out / f"{kind}-{record.name}-v{record.version}.bin"
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(blob)
+        console.print(
+            f"wrote {escape(str(path))} ({record.size_bytes} bytes, sha256 {record.sha256})"
+        )
 
 
 datasets_app = typer.Typer(help="Judged query sets and documents from the shared data.")

@@ -1,6 +1,6 @@
 """The ltrr-os client: learned retrieval and reranking behind one search call, and feedback."""
 
-from ._client import PROFILES_FILE, AsyncLTRRClient, LTRRClient
+from ._client import AsyncLTRRClient, LTRRClient
 from ._models import (
     FeedbackReceipt,
     FeedbackRejection,
@@ -11,7 +11,6 @@ from ._models import (
 )
 
 __all__ = [
-    "PROFILES_FILE",
     "AsyncLTRRClient",
     "FeedbackReceipt",
     "FeedbackRejection",

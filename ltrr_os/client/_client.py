@@ -1,5 +1,11 @@
 """LTRRClient: query -> understanding -> policy -> one _msearch/template -> union -> rerank ->
-response; feedback -> durable log -> memory, profiles and policy."""
+response; feedback -> durable spool -> UBI logs, which the learner turns into learned state.
+
+A client is a stateless server: it reads what was learned (the live policy and ranker from the
+model index, user profiles, the memory in the catalog) and writes only logs. Any number of them
+serve at once. With `learn="embedded"` it also runs the learner in a thread of its own (for one
+process: a demo, a notebook); otherwise `ltrr learn` does the learning.
+"""
 
 from __future__ import annotations
 
@@ -12,47 +18,47 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 from pydantic import ValidationError
 
-from .._errors import QueryError
+from .._errors import LtrrError, QueryError
 from ..catalog import catalog_schema, load_lexicon
 from ..config import LtrrSettings
 from ..embedding import Encoder, load_encoder
 from ..feedback import (
     CandidateList,
     FeedbackEvent,
-    PendingSearches,
+    ProfileCache,
+    ProfileStore,
     SearchRecord,
-    Spool,
     SpoolRecord,
-    UserProfiles,
+    claim_spool,
+    deliver_unclaimed,
     ubi_event,
     ubi_query,
 )
-from ..memory import MemoryUpdate, remember
+from ..learning import Learner, LearnerConfig, LearnerReport
+from ..models import RANKER_NAME, ModelStore, live_ranker
 from ..opensearch import connect, opensearch_error
 from ..policy import (
+    DEFAULT_POLICY_NAME,
     Decision,
     DecisionContext,
-    Outcome,
     Policy,
     RulePolicy,
     StrategyOption,
     TimeContext,
-    load_policy,
     new_default_policy,
+    policy_from_bytes,
 )
 from ..ranking import (
     FeatureExtractor,
     FeatureMatrix,
     FusedRanker,
-    LambdaMARTRanker,
     Ranker,
-    RankerWatch,
     union_candidates,
 )
 from ..strategies import StrategyContext, retrieve, strategies
@@ -67,16 +73,21 @@ from ._models import (
 )
 
 log = logging.getLogger(__name__)
-PROFILES_FILE = "user-profiles.json"
+SEEN_EVENTS = 100_000
+"""Event keys remembered to report repeats in a receipt (storage is exactly once anyway)."""
+Learning = Literal["external", "embedded"]
 
 
 class LTRRClient:
-    """Searches with learned retrieval and learns from feedback. Safe to share between threads.
+    """Searches with learned retrieval and logs feedback. Safe to share between threads.
 
-    `policy` defaults to the newest saved bandit in `settings.model_dir` (a new one if none);
-    if a decision fails, the hand-written rule policy decides instead. `ranker` defaults to the
-    newest saved LambdaMART model (the fused ranker while there is none), and a newer saved one
-    replaces it within `settings.ranker_reload_s`; an explicit `ranker` is never replaced."""
+    The policy and the ranker are the live versions in the model index (a new bandit while no
+    policy was ever published; the rule policy when versions exist and none loads; the fused
+    ranker while no ranker was promoted), and newly promoted versions replace them within
+    `settings.model_reload_s`. An explicit `policy` or `ranker` is never replaced.
+
+    `learn="embedded"` runs the learner in this process (and `settle`, `save` drive it);
+    `"external"` (the default) leaves learning to `ltrr learn`."""
 
     def __init__(
         self,
@@ -86,8 +97,11 @@ class LTRRClient:
         ranker: Ranker | None = None,
         encoder: Encoder | None = None,
         opensearch: OpenSearch | None = None,
-        learn_online: bool = True,
+        learn: Learning = "external",
+        learner_config: LearnerConfig | None = None,
     ) -> None:
+        if learn not in ("external", "embedded"):
+            raise LtrrError(f"learn must be 'external' or 'embedded', not {learn!r}")
         self.settings = settings
         self._os = opensearch or connect(settings)
         try:
@@ -104,27 +118,37 @@ class LTRRClient:
         )
         # Attribute slots (genre, era, mood...) describe taste; names (artist) do not generalise.
         self._slot_fields = {s: f for s, f in schema.slots.items() if f in schema.keyword_fields}
-        self.policy = policy or load_policy(settings.model_dir) or new_default_policy()
-        self._fallback = RulePolicy()
         self._features = FeatureExtractor(schema)
         self._fused = FusedRanker()
-        self._ranker_watch = (
-            RankerWatch(settings.model_dir, self._features, settings.ranker_reload_s)
-            if ranker is None
-            else None
-        )
+        self._fallback = RulePolicy()
+        self._models = ModelStore(self._os, settings)
+        self._profiles = ProfileCache(ProfileStore(self._os, settings), settings.profile_cache_s)
+        self._fixed_policy, self._fixed_ranker = policy is not None, ranker is not None
+        self.policy: Policy = policy or new_default_policy()
         self.ranker: Ranker = ranker or self._fused
-        self._ranker_lock = threading.Lock()
-        self._refresh_ranker()
-        self._learn_online = learn_online
-        self._profiles = UserProfiles.load(settings.model_dir / PROFILES_FILE)
-        self._pending = PendingSearches()
+        self._loaded: dict[str, int | None] = {"policy": None, "ranker": None}
+        self._reload_lock = threading.Lock()
+        self.reload_models()
         self._seen_events: OrderedDict[str, None] = OrderedDict()
         self._seen_lock = threading.Lock()
-        self._spool = Spool(settings.spool_dir)
+        self._spool = claim_spool(settings.spool_dir)
         self._spool.deliver(self._os)
         self._spool.start_delivery(lambda: self._os)
-        self._dirty = False
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._watch_models, name="ltrr-model-watch", daemon=True),
+            threading.Thread(
+                target=self._deliver_unclaimed, name="ltrr-spool-orphans", daemon=True
+            ),
+        ]
+        self._learner: Learner | None = None
+        if learn == "embedded":
+            self._learner = Learner(self._os, settings, config=learner_config)
+            self._threads.append(
+                threading.Thread(target=self._learn, name="ltrr-learner", daemon=True)
+            )
+        for thread in self._threads:
+            thread.start()
         # Pay one-off costs (tagger index, encoder session) now, not in the first search.
         understand("warm up", self._lexicon)
         self._strategy_context.encoder.encode_one("warm up")
@@ -162,7 +186,9 @@ class LTRRClient:
         timings["decide"] = _since(clock)
         search_id = uuid.uuid4().hex
         clock = time.perf_counter()
-        strategy_context = replace(self._strategy_context, exploration_seed=int(search_id[:7], 16))
+        strategy_context = replace(
+            self._strategy_context, exploration_seed=int(search_id[:7], 16), now=moment
+        )
         retrieval = retrieve(self._os, decision.plan, understood, strategy_context)
         timings["retrieve"] = _since(clock)
         timings["round_trip"] = retrieval.round_trip_ms
@@ -223,7 +249,6 @@ class LTRRClient:
                 )
             ]
         )
-        self._learn(self._pending.add(record))
         timings["log"] = _since(clock)
         timings["total"] = _since(started)
         return SearchResponse(
@@ -261,26 +286,9 @@ class LTRRClient:
             raise QueryError(f"limit must be an integer from 1 to {self.settings.max_results}")
         return text
 
-    def _refresh_ranker(self) -> None:
-        """Swap in a newer saved ranker, if one appeared (looked for at most every
-        `ranker_reload_s`); searches under way keep the one they started with."""
-        if self._ranker_watch is None:
-            return
-        newer = self._ranker_watch.newer(self._ranker_version())
-        if newer is None:
-            return
-        with self._ranker_lock:
-            if newer.version > (self._ranker_version() or 0):
-                log.info("ranker %s replaces %s", newer.name, self.ranker.name)
-                self.ranker = newer
-
-    def _ranker_version(self) -> int | None:
-        return self.ranker.version if isinstance(self.ranker, LambdaMARTRanker) else None
-
     def _rank(self, features: FeatureMatrix) -> tuple[str, list[float]]:
         """Scores from the current ranker, or the fused ranker's if it fails; and the name of
         the ranker that scored."""
-        self._refresh_ranker()
         ranker = self.ranker
         try:
             return ranker.name, ranker.score_features(features).tolist()
@@ -291,15 +299,16 @@ class LTRRClient:
     def _decide(self, context: DecisionContext) -> Decision:
         """The policy's plan; the rule policy's when it fails or plans more candidates than the
         budget (any policy may be plugged in; the budget holds for all)."""
+        policy = self.policy
         try:
-            decision = self.policy.decide(context)
+            decision = policy.decide(context)
         except Exception:
-            log.exception("policy %s failed to decide; the rule policy decides", self.policy.name)
+            log.exception("policy %s failed to decide; the rule policy decides", policy.name)
             return self._fallback.decide(context)
         if decision.candidate_cost > context.budget:
             log.warning(
                 "policy %s planned %d candidates, over the budget of %d; the rule policy decides",
-                self.policy.name,
+                policy.name,
                 decision.candidate_cost,
                 context.budget,
             )
@@ -314,49 +323,76 @@ class LTRRClient:
                 found[slot] = [str(v) for v in value] if isinstance(value, list) else [str(value)]
         return found
 
+    # -- learned state -----------------------------------------------------------------------
+
+    def reload_models(self) -> None:
+        """Load the live policy and ranker if they changed since the last look (servers look
+        every `model_reload_s`; call it to look now). A version that cannot be loaded is
+        reported and the one promoted before it serves."""
+        wanted: dict[Any, str] = {}
+        if not self._fixed_policy:
+            wanted["policy"] = DEFAULT_POLICY_NAME
+        if not self._fixed_ranker:
+            wanted["ranker"] = RANKER_NAME
+        if not wanted:
+            return
+        with self._reload_lock:
+            live = self._models.live_versions(wanted)
+            if "policy" in live and live["policy"] != self._loaded["policy"]:
+                self.policy = self._live_policy()
+                self._loaded["policy"] = live["policy"]
+            if "ranker" in live and live["ranker"] != self._loaded["ranker"]:
+                self.ranker = live_ranker(self._models, self._features) or self._fused
+                self._loaded["ranker"] = live["ranker"]
+                log.info("ranking with %s", self.ranker.name)
+
+    def _live_policy(self) -> Policy:
+        pointer = self._models.pointer("policy", DEFAULT_POLICY_NAME)
+        if pointer is None:
+            return new_default_policy()
+        for version in [pointer.version, *pointer.previous]:
+            try:
+                record, blob = self._models.load("policy", DEFAULT_POLICY_NAME, version)
+                policy = policy_from_bytes(blob)
+            except (LtrrError, ValueError) as exc:
+                log.error("policy v%d cannot serve (%s); trying the one before", version, exc)
+                continue
+            policy.version = record.version
+            log.info("deciding with policy %s v%d", policy.name, policy.version)
+            return policy
+        log.error("no promoted policy version loads; the rule policy decides")
+        return self._fallback
+
+    def _watch_models(self) -> None:
+        while not self._stop.wait(self.settings.model_reload_s):
+            try:
+                self.reload_models()
+            except LtrrError as exc:
+                log.debug("looking for new models failed: %s", exc)
+            except Exception:  # the thread must outlive any failure
+                log.exception("looking for new models failed")
+
+    def _deliver_unclaimed(self) -> None:
+        try:
+            if delivered := deliver_unclaimed(self.settings.spool_dir, self._os):
+                log.info("delivered %d records left by stopped processes", delivered)
+        except Exception:
+            log.exception("delivering records left by stopped processes failed")
+
     # -- feedback ----------------------------------------------------------------------------
 
     def feedback(self, events: Sequence[FeedbackEvent | Mapping[str, Any]]) -> FeedbackReceipt:
-        """Log events durably, then learn: memory, user profiles, and the policy once a search
-        settles. Unknown search ids and invalid events are rejected; repeats are ignored.
+        """Log events durably (on return they survive a crash). Invalid events are rejected
+        with a reason; repeats this process has seen are counted, and storage is exactly
+        once whatever process they reach. The event's search may be served by any process and
+        still on its way: the learner joins them.
 
-        Raises OpenSearchUnavailableError when a search id must be looked up in OpenSearch and
-        cannot be, and LtrrError when the spool cannot store the events: then nothing of the
-        batch was accepted, and sending it again is safe."""
+        Raises LtrrError when the spool cannot store the events: then nothing of the batch was
+        accepted, and sending it again is safe."""
         if isinstance(events, str | bytes | Mapping) or not isinstance(events, Sequence):
             raise QueryError(f"events must be a list of events, not {type(events).__name__}")
         receipt = FeedbackReceipt()
-        accepted: list[tuple[FeedbackEvent, SearchRecord, bool]] = []
-        try:
-            self._accept(events, receipt, accepted)
-            if accepted:
-                self._spool.append(
-                    [
-                        SpoolRecord(
-                            index=self.settings.index_name("ubi_events"),
-                            doc_id=event.key,
-                            document=ubi_event(event),
-                        )
-                        for event, _, _ in accepted
-                    ]
-                )
-        except BaseException:
-            self._forget_seen([event.key for event, _, _ in accepted])
-            raise
-        if accepted:
-            receipt.accepted = len(accepted)
-            receipt.memory_updates = self._learn_from_events(accepted)
-        receipt.settled_searches = self.settle()
-        return receipt
-
-    def _accept(
-        self,
-        events: Sequence[FeedbackEvent | Mapping[str, Any]],
-        receipt: FeedbackReceipt,
-        accepted: list[tuple[FeedbackEvent, SearchRecord, bool]],
-    ) -> None:
-        """Validate the events; the new ones go to `accepted` (their keys marked seen), the rest
-        to the receipt as rejections or duplicates."""
+        accepted: list[FeedbackEvent] = []
         for index, raw in enumerate(events):
             try:
                 event = raw if isinstance(raw, FeedbackEvent) else FeedbackEvent.model_validate(raw)
@@ -367,23 +403,34 @@ class LTRRClient:
                 )
                 receipt.rejected.append(FeedbackRejection(index=index, reason=problems))
                 continue
-            found = self._find_search(event.search_id)
-            if found is None:
-                receipt.rejected.append(
-                    FeedbackRejection(index=index, reason=f"unknown search id {event.search_id}")
-                )
-                continue
             if not self._first_time(event.key):
                 receipt.duplicates += 1
                 continue
-            accepted.append((event, *found))
+            accepted.append(event)
+        if accepted:
+            try:
+                self._spool.append(
+                    [
+                        SpoolRecord(
+                            index=self.settings.index_name("ubi_events"),
+                            doc_id=event.key,
+                            document=ubi_event(event),
+                        )
+                        for event in accepted
+                    ]
+                )
+            except BaseException:
+                self._forget_seen([event.key for event in accepted])
+                raise
+        receipt.accepted = len(accepted)
+        return receipt
 
     def _first_time(self, key: str) -> bool:
         with self._seen_lock:
             if key in self._seen_events:
                 return False
             self._seen_events[key] = None
-            while len(self._seen_events) > 1_000_000:
+            while len(self._seen_events) > SEEN_EVENTS:
                 self._seen_events.popitem(last=False)
             return True
 
@@ -393,81 +440,52 @@ class LTRRClient:
             for key in keys:
                 self._seen_events.pop(key, None)
 
-    def _find_search(self, search_id: str) -> tuple[SearchRecord, bool] | None:
-        found = self._pending.find(search_id)
-        if found is not None:
-            return found
-        try:
-            stored = self._os.get(
-                index=self.settings.index_name("ubi_queries"), id=search_id, ignore=404
-            )
-        except TransportError as exc:
-            raise opensearch_error(exc, self.settings.opensearch_url) from None
-        if not stored.get("found"):
-            return None
-        record = SearchRecord.model_validate(stored["_source"]["ltrr"])
-        self._pending.remember_settled(record)
-        return record, False
+    # -- embedded learning -------------------------------------------------------------------
 
-    def _learn_from_events(self, accepted: list[tuple[FeedbackEvent, SearchRecord, bool]]) -> int:
-        updates = []
-        for event, record, pending in accepted:
-            if event.weight <= 0:
-                continue
-            updates.append(
-                MemoryUpdate(
-                    entity_id=event.object_id,
-                    query=record.text,
-                    weight=event.weight,
-                    timestamp=event.timestamp,
-                )
-            )
-            user = event.user_id or record.user_id
-            if user is not None:
-                self._profiles.engage(user, record.attributes.get(event.object_id, {}))
-            if pending:
-                self._pending.engage(record.search_id, event.object_id, event.weight)
-        if not updates:
-            return 0
-        applied, _ = remember(self._os, self.settings, updates)
-        return applied
+    def _learn(self) -> None:
+        assert self._learner is not None
+        self._learner.run(self._stop)
 
-    def settle(self, search_id: str | None = None, force: bool = False) -> int:
-        """Let the policy learn from searches whose reward window has passed (or the one named,
-        or all with force=True); returns how many settled."""
-        window = 0.0 if force or search_id else self.settings.reward_window_s
-        settled = self._pending.settle(window, search_id)
-        self._learn(settled)
-        return len(settled)
-
-    def _learn(self, settled: list[tuple[SearchRecord, Outcome]]) -> None:
-        if not self._learn_online:
-            return
-        for record, outcome in settled:
-            try:
-                self.policy.learn(record.context, record.decision, outcome)
-                self._dirty = True
-            except Exception:
-                log.exception(
-                    "policy %s failed to learn from %s", self.policy.name, record.search_id
-                )
-
-    # -- lifecycle ---------------------------------------------------------------------------
+    def settle(self, force: bool = False) -> LearnerReport:
+        """Embedded learning only: deliver the spool and let the learner catch up with the log
+        now (`force`: settle every search without waiting for its reward window); then serve
+        what it learned. Returns what the learner did."""
+        learner = self._require_learner()
+        self.flush()
+        if not learner.started:
+            learner.start()
+        report = learner.catch_up(settle_all=force, lag_s=0.0)
+        learner.publish_policy("settled by the client")
+        self._os.indices.refresh(index=self.settings.index_name("catalog"))
+        self.reload_models()
+        return report
 
     def save(self) -> None:
-        """Persist the policy (a new version, if it learned anything) and the user profiles."""
-        if self._dirty:
-            self.policy.save(self.settings.model_dir)
-            self._dirty = False
-        self._profiles.save(self.settings.model_dir / PROFILES_FILE)
+        """Embedded learning: publish what the policy learned so far (the learner publishes on
+        its own every few seconds). Without it, there is nothing to save: servers hold no
+        learned state."""
+        if self._learner is not None and self._learner.started:
+            self._learner.publish_policy("saved by the client")
+
+    def _require_learner(self) -> Learner:
+        if self._learner is None:
+            raise LtrrError(
+                "this client does not learn: run `ltrr learn`, or create the client with "
+                "learn='embedded'"
+            )
+        return self._learner
+
+    # -- lifecycle ---------------------------------------------------------------------------
 
     def flush(self) -> int:
         """Deliver what the spool holds now; returns how many records are still pending."""
         return self._spool.deliver(self._os).pending
 
     def close(self) -> None:
-        """Save, deliver the spool and stop its thread. Pending searches stay unsettled."""
-        self.save()
+        """Stop the threads, deliver the spool, hand the learner's lease back."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10.0)
         self._spool.close(self._os)
 
     def __enter__(self) -> LTRRClient:

@@ -65,8 +65,6 @@ class FeedbackRejection(BaseModel):
 class FeedbackReceipt(BaseModel):
     """What became of a batch of feedback events."""
 
-    accepted: int = 0
-    duplicates: int = 0
+    accepted: int = Field(default=0, description="stored in the spool, bound for the UBI log")
+    duplicates: int = Field(default=0, description="repeats of events this process already took")
     rejected: list[FeedbackRejection] = Field(default_factory=list)
-    memory_updates: int = 0
-    settled_searches: int = 0

@@ -72,8 +72,16 @@ class LtrrSettings(BaseSettings):
     max_results: int = Field(default=100, ge=1, le=1000)
     candidate_budget: int = Field(default=400, ge=1, le=5000)
     search_timeout_ms: int = Field(default=1000, ge=10, le=60_000)
-    ranker_reload_s: float = Field(
-        default=30.0, ge=0, description="how often, at most, a client looks for a newer ranker"
+    model_reload_s: float = Field(
+        default=2.0,
+        ge=0.1,
+        validation_alias=AliasChoices(
+            "LTRR_MODEL_RELOAD_S", "model_reload_s", "LTRR_RANKER_RELOAD_S", "ranker_reload_s"
+        ),
+        description="how often a serving process looks for newly promoted models",
+    )
+    profile_cache_s: float = Field(
+        default=10.0, ge=0, description="how long a serving process reuses a user's profile"
     )
     reward_window_s: float = Field(
         default=1800.0,

@@ -45,8 +45,9 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from .._errors import LtrrError
-from ..feedback import CandidateList, UserProfiles, outcome_of
-from ..memory import MemoryUpdate, remember
+from ..feedback import CandidateList, Profile
+from ..learning import outcome_of
+from ..memory import MemoryBatch, MemoryUpdate, apply_memory
 from ..policy import (
     ENGAGEMENT_WEIGHTS,
     SIZE_LEVELS,
@@ -228,7 +229,11 @@ class PolicyRun:
     policy: Policy | None
     learns: bool
     ranker: Ranker = field(default_factory=FusedRanker)
-    profiles: UserProfiles = field(default_factory=UserProfiles)
+    profiles: dict[str, Profile] = field(default_factory=dict)
+
+    def profile(self, user_id: str) -> Profile:
+        return self.profiles.setdefault(user_id, Profile(user_id=user_id))
+
     rounds: list[Round] = field(default_factory=list)
     training: RankerTraining | None = None
     shown: dict[str, tuple[int, Plan, list[str], bool]] = field(default_factory=dict)
@@ -433,7 +438,16 @@ def simulate(
             if training is not None and (search.index + 1) % training.every == 0:
                 system.ranker = training.train(seed) or system.ranker
         if memory_updates and (search.index + 1) % memory_every == 0:
-            remember(client, context.settings, memory_updates)
+            batch = MemoryBatch()
+            for update in memory_updates:
+                batch.add(update)
+            apply_memory(
+                client,
+                context.settings,
+                batch,
+                search.index + 1,
+                max(update.timestamp for update in memory_updates),
+            )
             client.indices.refresh(index=context.settings.index_name("catalog"))
             cache.forget(memory_updates)
             memory_updates = []
@@ -504,7 +518,7 @@ def _serve(
     """Decide, draw, rank, show; let the simulated user engage; let the policy learn."""
     context = DecisionContext(
         query=query,
-        user=run.profiles.get(search.user.user_id),
+        user=run.profile(search.user.user_id).view(),
         time=TimeContext.at(search.timestamp),
         options=options,
         budget=budget,
@@ -551,7 +565,7 @@ def _serve(
         run.policy.learn(context, decision, outcome_of(decision, candidates_drawn, engaged))
     for item in engaged:
         if genres := world.genres_of.get(item):
-            run.profiles.engage(search.user.user_id, {"genre": sorted(genres)})
+            run.profile(search.user.user_id).engage({"genre": sorted(genres)})
     return Served(round_, engaged, context, decision, decide_ms)
 
 

@@ -1,25 +1,31 @@
 """Feedback: UBI-shaped events and search records, the durable spool that carries them to
-OpenSearch, outcomes and settlement for the policy, user profiles, and replay from the log."""
+OpenSearch, and the user profiles the learner keeps."""
 
 from ._events import APPLICATION, CandidateList, FeedbackEvent, SearchRecord, ubi_event, ubi_query
-from ._outcomes import PendingSearches, outcome_of
-from ._profiles import UserProfiles
-from ._replay import ReplayReport, replay
-from ._spool import DeliveryReport, Spool, SpoolRecord
+from ._profiles import Profile, ProfileCache, ProfileStore
+from ._spool import (
+    DeliveryReport,
+    Spool,
+    SpoolBusyError,
+    SpoolRecord,
+    claim_spool,
+    deliver_unclaimed,
+)
 
 __all__ = [
     "APPLICATION",
     "CandidateList",
     "DeliveryReport",
     "FeedbackEvent",
-    "PendingSearches",
-    "ReplayReport",
+    "Profile",
+    "ProfileCache",
+    "ProfileStore",
     "SearchRecord",
     "Spool",
+    "SpoolBusyError",
     "SpoolRecord",
-    "UserProfiles",
-    "outcome_of",
-    "replay",
+    "claim_spool",
+    "deliver_unclaimed",
     "ubi_event",
     "ubi_query",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -12,6 +12,8 @@ from ..config import LtrrSettings
 from ..policy import ENGAGEMENT_WEIGHTS, Decision, DecisionContext
 
 APPLICATION = "ltrr-os"
+MAX_FUTURE = timedelta(days=1)
+"""Events dated further ahead are refused (clocks drift; a year 9999 is a bug, not a drift)."""
 _ID = r"^[A-Za-z0-9._:@/+=-]{1,128}$"
 
 
@@ -32,7 +34,10 @@ class FeedbackEvent(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if value > datetime.now(UTC) + MAX_FUTURE:
+            raise ValueError("is more than a day in the future")
+        return value
 
     @property
     def weight(self) -> float:

@@ -1,80 +1,180 @@
 """User profiles: what each user engaged with, aggregated by slot value (genre=rock, era=1980s),
-for the policy's context and the ranker's user-affinity feature."""
+for the policy's context and the ranker's user-affinity feature; and the ledger that caps how
+much one user can add to the memory of one entity for one query in a day.
+
+The learner is the only writer (`ProfileStore`, one document per user in `<prefix>profiles`);
+serving processes read profiles by user id through a small cache (`ProfileCache`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+import time
 from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 
-from .._durable import replace_atomically
+from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import TransportError
+from pydantic import BaseModel, Field, ValidationError
+
+from .._errors import LtrrError
+from ..config import LtrrSettings
+from ..opensearch import opensearch_error
 from ..policy import UserProfile
 
 log = logging.getLogger(__name__)
 TOP_AFFINITIES = 5
+LEDGER_ENTRIES = 500
+"""Ledger lines kept per user (today's, newest first): more distinct (query, entity) pairs in a
+day than this and the oldest of them can be engaged with again at full weight."""
 
 
-class UserProfiles:
-    """Engagement counts per user and 'slot=value', bounded to the most recent users."""
+class Profile(BaseModel):
+    """One user's stored profile."""
 
-    def __init__(self, max_users: int = 100_000) -> None:
-        self._counts: OrderedDict[str, Counter[str]] = OrderedDict()
-        self._totals: dict[str, int] = {}
+    user_id: str
+    counts: dict[str, int] = Field(default_factory=dict, description="'slot=value' -> count")
+    engagements: int = 0
+    ledger: dict[str, float] = Field(
+        default_factory=dict,
+        description="'<day>|<memory key>|<entity>' -> memory weight this user added that day",
+    )
+    batch: int = Field(default=0, description="the last learner batch applied")
+    updated_at: datetime | None = None
+
+    def view(self) -> UserProfile:
+        """What the policy and the ranker see: the top affinities as shares of the counts."""
+        if not self.counts:
+            return UserProfile(user_id=self.user_id, engagements=self.engagements)
+        total = sum(self.counts.values())
+        top = Counter(self.counts).most_common(TOP_AFFINITIES)
+        return UserProfile(
+            user_id=self.user_id,
+            affinities={k: round(v / total, 4) for k, v in top},
+            engagements=self.engagements,
+        )
+
+    def engage(self, attributes: Mapping[str, Sequence[str]]) -> None:
+        """Count one engagement with an entity carrying these slot attributes."""
+        for slot, values in attributes.items():
+            for value in values:
+                key = f"{slot}={value}"
+                self.counts[key] = self.counts.get(key, 0) + 1
+        self.engagements += 1
+
+    def allow(self, day: str, key: str, entity: str, weight: float, cap: float) -> float:
+        """How much of `weight` this user may still add to `entity` for `key` on `day` (at most
+        `cap` in all), recorded as added."""
+        line = f"{day}|{key}|{entity}"
+        used = self.ledger.get(line, 0.0)
+        allowed = max(0.0, min(weight, cap - used))
+        if allowed > 0:
+            self.ledger = {
+                k: v for k, v in self.ledger.items() if k.startswith(f"{day}|") and k != line
+            }
+            self.ledger = {line: used + allowed, **self.ledger}
+            while len(self.ledger) > LEDGER_ENTRIES:
+                self.ledger.pop(next(reversed(self.ledger)))
+        return allowed
+
+
+class ProfileStore:
+    """Profiles in OpenSearch, written by the learner in numbered batches."""
+
+    def __init__(self, client: OpenSearch, settings: LtrrSettings) -> None:
+        self._client = client
+        self._settings = settings
+        self.index = settings.index_name("profiles")
+
+    def read(self, user_ids: Iterable[str]) -> dict[str, Profile]:
+        """The stored profiles of these users (new, empty ones for users without)."""
+        ids = sorted(set(user_ids))
+        found: dict[str, Profile] = {u: Profile(user_id=u) for u in ids}
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            try:
+                docs = self._client.mget(index=self.index, body={"ids": chunk})["docs"]
+            except TransportError as exc:
+                raise opensearch_error(exc, self._settings.opensearch_url) from None
+            for doc in docs:
+                if not doc.get("found"):
+                    continue
+                try:
+                    found[doc["_id"]] = Profile.model_validate(doc["_source"])
+                except ValidationError:
+                    log.warning("profile of user %s is unreadable; starting it again", doc["_id"])
+        return found
+
+    def write(self, profiles: Iterable[Profile]) -> None:
+        """Store these profiles (each whole); raises LtrrError when any write failed."""
+        actions = (
+            {
+                "_op_type": "index",
+                "_index": self.index,
+                "_id": profile.user_id,
+                "_source": profile.model_dump(mode="json"),
+            }
+            for profile in profiles
+        )
+        failed = [
+            item
+            for ok, item in helpers.streaming_bulk(
+                self._client,
+                actions,
+                chunk_size=1000,
+                raise_on_error=False,
+                raise_on_exception=False,
+                max_retries=3,
+                require_alias=True,
+            )
+            if not ok
+        ]
+        if failed:
+            raise LtrrError(f"{len(failed)} profile writes failed; first: {failed[0]}")
+
+    def get(self, user_id: str) -> UserProfile:
+        return self.read([user_id])[user_id].view()
+
+    def delete_all(self) -> None:
+        """Forget every profile (before the learner rebuilds them from the log)."""
+        self._client.delete_by_query(
+            index=self.index,
+            body={"query": {"match_all": {}}},
+            refresh=True,
+            conflicts="proceed",
+        )
+
+
+class ProfileCache:
+    """What servers read profiles through: bounded, each entry fresh for `ttl_s` seconds. A
+    lookup that fails (OpenSearch away) serves an empty profile rather than failing the
+    search."""
+
+    def __init__(self, store: ProfileStore, ttl_s: float = 10.0, max_users: int = 10_000) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
         self._max_users = max_users
+        self._entries: OrderedDict[str, tuple[float, UserProfile]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, user_id: str | None) -> UserProfile:
         if user_id is None:
             return UserProfile()
+        now = time.monotonic()
         with self._lock:
-            counts = self._counts.get(user_id)
-            if not counts:
-                return UserProfile(user_id=user_id)
-            total = sum(counts.values())
-            return UserProfile(
-                user_id=user_id,
-                affinities={k: round(v / total, 4) for k, v in counts.most_common(TOP_AFFINITIES)},
-                engagements=self._totals.get(user_id, 0),
-            )
-
-    def engage(self, user_id: str, attributes: Mapping[str, Sequence[str]]) -> None:
-        """Count one engagement with an entity carrying these slot attributes."""
-        with self._lock:
-            counts = self._counts.pop(user_id, None) or Counter()
-            for slot, values in attributes.items():
-                for value in values:
-                    counts[f"{slot}={value}"] += 1
-            self._counts[user_id] = counts
-            self._totals[user_id] = self._totals.get(user_id, 0) + 1
-            while len(self._counts) > self._max_users:
-                evicted, _ = self._counts.popitem(last=False)
-                self._totals.pop(evicted, None)
-
-    def save(self, path: Path) -> None:
-        """Atomically replace the profiles file."""
-        with self._lock:
-            payload = {
-                "users": {u: dict(c) for u, c in self._counts.items()},
-                "totals": self._totals,
-            }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(path, json.dumps(payload).encode())
-
-    @classmethod
-    def load(cls, path: Path, max_users: int = 100_000) -> UserProfiles:
-        """Profiles from a file; a missing or corrupt file gives empty profiles and a warning."""
-        profiles = cls(max_users)
-        if not path.exists():
-            return profiles
+            entry = self._entries.get(user_id)
+            if entry is not None and now - entry[0] < self._ttl_s:
+                self._entries.move_to_end(user_id)
+                return entry[1]
         try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-            for user, counts in payload["users"].items():
-                profiles._counts[str(user)] = Counter({str(k): int(v) for k, v in counts.items()})
-            profiles._totals = {str(u): int(t) for u, t in payload["totals"].items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("user profiles in %s are unreadable (%s); starting empty", path, exc)
-            return cls(max_users)
-        return profiles
+            profile = self._store.get(user_id)
+        except LtrrError as exc:
+            log.warning("profile of %s unavailable (%s); searching without it", user_id, exc)
+            return UserProfile(user_id=user_id)
+        with self._lock:
+            self._entries[user_id] = (now, profile)
+            self._entries.move_to_end(user_id)
+            while len(self._entries) > self._max_users:
+                self._entries.popitem(last=False)
+        return profile

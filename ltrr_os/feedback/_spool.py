@@ -18,6 +18,7 @@ duplicate, never written twice. Segments behind the cursor are deleted.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import os
 import threading
@@ -36,7 +37,6 @@ from opensearchpy.exceptions import TransportError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticSerializationError
 
-from .._durable import fsync_directory
 from .._errors import LtrrError
 
 logger = logging.getLogger(__name__)
@@ -593,6 +593,15 @@ def _encode(record: SpoolRecord) -> bytes:
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 
+def fsync_directory(directory: Path) -> None:
+    """Make a directory's entries (a new, renamed or removed file) survive a power loss."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -634,6 +643,10 @@ def _segments_on_disk(directory: Path) -> dict[int, int]:
     return found
 
 
+class SpoolBusyError(LtrrError):
+    """Another `Spool` (in this or another process) has the directory open."""
+
+
 def _lock_directory(directory: Path) -> int:
     """An exclusive flock: two spools appending to one directory would corrupt each other."""
     fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
@@ -641,7 +654,46 @@ def _lock_directory(directory: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise LtrrError(
+        raise SpoolBusyError(
             f"the spool in {directory} is already open (in this or another process)"
         ) from None
     return fd
+
+
+INSTANCE_PREFIX = "instance-"
+
+
+def claim_spool(directory: Path, **options: Any) -> Spool:
+    """A spool of this process's own under `directory`: the first instance slot
+    (`instance-<n>`) no other process holds. So any number of serving processes on a host
+    share one `spool_dir`, each appending to its own durable log, and a slot left by a process
+    that died (with records not yet delivered) is taken, and delivered, by the next one."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LtrrError(f"cannot open the spool in {directory}: {exc}") from exc
+    for number in itertools.count():
+        try:
+            return Spool(directory / f"{INSTANCE_PREFIX}{number:03d}", **options)
+        except SpoolBusyError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def deliver_unclaimed(directory: Path, client: OpenSearch, timeout_s: float = 10.0) -> int:
+    """Deliver what slots no process holds still keep (processes that stopped, or the single
+    spool of ltrr-os before instance slots); returns how many records went out."""
+    delivered = 0
+    slots = [directory] if _segments_on_disk(directory) else []
+    slots += sorted(directory.glob(f"{INSTANCE_PREFIX}*"))
+    for slot in slots:
+        try:
+            spool = Spool(slot)
+        except SpoolBusyError:
+            continue
+        if spool.pending() == 0:
+            spool.close()
+            continue
+        report = spool.close(client, timeout_s)
+        delivered += report.delivered if report is not None else 0
+    return delivered

@@ -1,24 +1,38 @@
 """The Q2E memory: per entity, how much users engaged with it for each query.
 
 Observed scores live in the catalog's `q2e` rank_features field, keyed by the normalised query.
-Each engagement adds its weight to a count that decays exponentially (half-life 30 days by
-default), so stale tastes fade; the decay is applied lazily, to all of an entity's keys, whenever
-that entity is updated. An observed score replaces the predicted (cold-start) prior for the same
-query, so the memory strategy serves evidence instead of guesses as soon as it exists. Because
-the key comes from the query, not from the strategy that found the entity, a query never seen
-before gains memory entries as soon as any other strategy leads to engagement.
+Scores decay exponentially (half-life 30 days) by **forward decay**: an engagement of weight w at
+time t is stored as w * 2^((t - EPOCH) / half-life), and a score read at time `now` is worth the
+stored value divided by 2^((now - EPOCH) / half-life). The divisor is the same for every entity,
+so stored scores order entities exactly as their decayed values do, at any time, without
+rewriting anything: an entity engaged with long ago ranks below one engaged with recently unless
+its past engagement outweighs the decay between them. The memory strategy reads them through a
+saturation whose pivot is that divisor (`decay_scale(now)`), so a decayed score of 1 is half of
+its reach whatever the date. Ten years of half-lives fit in the float32 a rank feature keeps.
+
+An observed score replaces the predicted (cold-start) prior for the same query, so the memory
+strategy serves evidence instead of guesses as soon as it exists. Because the key comes from the
+query, not from the strategy that found the entity, a query never seen before gains memory
+entries as soon as any other strategy leads to engagement.
+
+Only the learner writes the memory, in numbered batches: an entity remembers the last batch
+applied to it (`memory_batch`) and ignores a batch it has seen, so a batch applied again after a
+crash adds nothing twice.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from datetime import datetime
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from opensearchpy import OpenSearch, helpers
 from pydantic import BaseModel, Field
 
+from .._errors import LtrrError
 from .._text import memory_key
 from ..catalog import prepare_entity
 from ..config import CatalogSchema, LtrrSettings
@@ -26,29 +40,49 @@ from ..config import CatalogSchema, LtrrSettings
 log = logging.getLogger(__name__)
 
 HALF_LIFE_DAYS = 30.0
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+"""The reference time of forward decay (fixed: stored scores are relative to it)."""
 MIN_SCORE = 1e-3
+"""A decayed score below this is forgotten when its entity is next updated."""
+MAX_HALF_LIVES = 120.0
+"""Stored scores stay far below float32's limit (2^128) up to this many half-lives past EPOCH."""
 
 _UPDATE_SCRIPT = """
+if (ctx._source.memory_batch != null
+    && ((Number) ctx._source.memory_batch).longValue() >= params.batch) {
+  ctx.op = 'noop';
+  return;
+}
 if (ctx._source.q2e == null) { ctx._source.q2e = new HashMap(); }
-long now = ((Number) params.now).longValue();
-long last = ctx._source.memory_updated_at == null ? now
-    : ((Number) ctx._source.memory_updated_at).longValue();
-double factor = Math.pow(0.5, Math.max(0L, now - last) / params.half_life_ms);
+for (def entry : params.deltas.entrySet()) {
+  def current = ctx._source.q2e.get(entry.getKey());
+  ctx._source.q2e.put(entry.getKey(), (current == null ? 0.0 : current) + entry.getValue());
+  if (ctx._source.q2e_prior != null) { ctx._source.q2e_prior.remove(entry.getKey()); }
+}
 List stale = new ArrayList();
 for (def entry : ctx._source.q2e.entrySet()) {
-  double decayed = entry.getValue() * factor;
-  if (decayed < params.min_score) { stale.add(entry.getKey()); } else { entry.setValue(decayed); }
+  if (entry.getValue() < params.floor) { stale.add(entry.getKey()); }
 }
 for (def key : stale) { ctx._source.q2e.remove(key); }
-def current = ctx._source.q2e.get(params.key);
-ctx._source.q2e.put(params.key, (current == null ? 0.0 : current) + params.weight);
-if (ctx._source.q2e_prior != null) { ctx._source.q2e_prior.remove(params.key); }
-ctx._source.memory_updated_at = last > now ? last : now;
+ctx._source.memory_batch = params.batch;
+ctx._source.memory_updated_at = params.now;
 """
 
 
+def decay_scale(moment: datetime, half_life_days: float = HALF_LIFE_DAYS) -> float:
+    """2^((moment - EPOCH) / half-life): what a weight engaged at `moment` is multiplied by when
+    stored, and what a stored score is divided by to read its value at `moment`."""
+    half_lives = (moment - EPOCH).total_seconds() / (half_life_days * 86_400.0)
+    if half_lives > MAX_HALF_LIVES:
+        raise LtrrError(
+            f"{moment:%Y-%m-%d} is more than {MAX_HALF_LIVES:.0f} half-lives after the memory's "
+            "epoch; the stored scores would overflow"
+        )
+    return math.pow(2.0, half_lives)
+
+
 OBSERVED = {"exists": {"field": "memory_updated_at"}}
-"""Entities with observed memory: `remember` stamps every entity it updates."""
+"""Entities with observed memory: the learner stamps every entity it updates."""
 
 
 def observed_entities(client: OpenSearch, settings: LtrrSettings) -> int:
@@ -58,7 +92,7 @@ def observed_entities(client: OpenSearch, settings: LtrrSettings) -> int:
 
 
 class MemoryUpdate(BaseModel):
-    """One engagement to remember: this entity was wanted for this query."""
+    """One engagement to remember: this entity was wanted for this query, with this weight."""
 
     entity_id: str
     query: str
@@ -70,65 +104,94 @@ class MemoryUpdate(BaseModel):
         return memory_key(self.query)
 
 
+@dataclass
+class MemoryBatch:
+    """The stored-score increments of one batch: entity -> memory key -> increment."""
+
+    deltas: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, update: MemoryUpdate, half_life_days: float = HALF_LIFE_DAYS) -> bool:
+        """Add one engagement; False (and nothing added) when its query has no memory key."""
+        key = update.key
+        if not key:
+            return False
+        entity = self.deltas.setdefault(update.entity_id, {})
+        entity[key] = entity.get(key, 0.0) + update.weight * decay_scale(
+            update.timestamp, half_life_days
+        )
+        return True
+
+    def __len__(self) -> int:
+        return len(self.deltas)
+
+
+@dataclass(frozen=True)
+class MemoryWrite:
+    """What applying a batch did: entities updated (or already holding the batch), entities
+    missing from the catalog (their engagement stays in the log), and entities whose update
+    failed and must be tried again."""
+
+    applied: int
+    missing: list[str]
+    failed: list[str]
+
+
 def _actions(
-    settings: LtrrSettings, updates: Iterable[MemoryUpdate], half_life_days: float
+    settings: LtrrSettings, batch: MemoryBatch, number: int, now: datetime, half_life_days: float
 ) -> Iterator[dict[str, Any]]:
     index = settings.index_name("catalog")
-    for update in updates:
-        if not update.key:
-            continue
+    floor = MIN_SCORE * decay_scale(now, half_life_days)
+    stamp = int(now.timestamp() * 1000)
+    for entity_id, deltas in batch.deltas.items():
         yield {
             "_op_type": "update",
             "_index": index,
-            "_id": update.entity_id,
+            "_id": entity_id,
             "retry_on_conflict": 5,
             "script": {
                 "lang": "painless",
                 "source": _UPDATE_SCRIPT,
-                "params": {
-                    "key": update.key,
-                    "weight": update.weight,
-                    "now": int(update.timestamp.timestamp() * 1000),
-                    "half_life_ms": half_life_days * 86_400_000.0,
-                    "min_score": MIN_SCORE,
-                },
+                "params": {"deltas": deltas, "batch": number, "now": stamp, "floor": floor},
             },
         }
 
 
-def remember(
+def apply_memory(
     client: OpenSearch,
     settings: LtrrSettings,
-    updates: Iterable[MemoryUpdate],
+    batch: MemoryBatch,
+    number: int,
+    now: datetime,
     half_life_days: float = HALF_LIFE_DAYS,
-) -> tuple[int, list[str]]:
-    """Apply engagements to the memory; returns (applied, errors). An entity that no longer
-    exists is an error, not an exception: the event itself is safe in the UBI log, and
-    `ltrr replay` rebuilds the memory from it."""
-    applied, errors = 0, []
+) -> MemoryWrite:
+    """Apply one numbered batch, one scripted update per entity. Applying the same batch again
+    changes nothing (each entity keeps the number of the last batch it took)."""
+    applied, missing, failed = 0, [], []
     for ok, item in helpers.streaming_bulk(
         client,
-        _actions(settings, updates, half_life_days),
+        _actions(settings, batch, number, now, half_life_days),
+        chunk_size=1000,
         raise_on_error=False,
         raise_on_exception=False,
-        max_retries=2,
+        max_retries=3,
         require_alias=True,
     ):
+        result = item.get("update", {})
         if ok:
             applied += 1
+        elif result.get("status") == 404:
+            missing.append(str(result.get("_id")))
         else:
-            result = item.get("update", {})
+            failed.append(str(result.get("_id")))
             reason = result.get("error", {})
-            reason = reason.get("reason", reason) if isinstance(reason, dict) else reason
-            errors.append(f"{result.get('_id')}: {reason}")
-    if errors:
-        log.warning("%d memory update(s) failed; first: %s", len(errors), errors[0])
-    return applied, errors
+            reason = reason.get("reason", reason) if isinstance(reason, Mapping) else reason
+            log.warning("memory update of %s failed: %s", result.get("_id"), reason)
+    return MemoryWrite(applied, missing, failed)
 
 
 def reset_memory(client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema) -> int:
     """Forget every observed score and restore the predicted priors from the entities' fields
-    (what ingest would compute), before a replay rebuilds the memory from the log. Only
+    (what ingest would compute), before the memory is learned again from the log. Only
     entities with observed memory are touched: the others still hold their priors."""
     index = settings.index_name("catalog")
     fields = ["id", "entity_type", "popularity_value", *schema.fields]
@@ -145,7 +208,8 @@ def reset_memory(client: OpenSearch, settings: LtrrSettings, schema: CatalogSche
                 "script": {
                     "lang": "painless",
                     "source": "ctx._source.q2e = new HashMap(); "
-                    "ctx._source.remove('memory_updated_at'); ctx._source.q2e_prior = params.p",
+                    "ctx._source.remove('memory_updated_at'); "
+                    "ctx._source.remove('memory_batch'); ctx._source.q2e_prior = params.p",
                     "params": {"p": prior},
                 },
             }

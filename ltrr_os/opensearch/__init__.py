@@ -3,9 +3,10 @@
 from ._bootstrap import Step, bootstrap, plan_bootstrap
 from ._client import client_options, connect, opensearch_error
 from ._doctor import Check, cluster_version, run_checks
-from ._templates import LogicalIndex, logical_indices, templates_dir
+from ._templates import INGEST_PIPELINE, LogicalIndex, logical_indices, templates_dir
 
 __all__ = [
+    "INGEST_PIPELINE",
     "Check",
     "LogicalIndex",
     "Step",

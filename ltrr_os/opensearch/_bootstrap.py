@@ -22,7 +22,13 @@ from opensearchpy.exceptions import TransportError
 from .._errors import LtrrError
 from ..config import CatalogSchema, LtrrSettings
 from ..strategies import strategies
-from ._templates import LogicalIndex, logical_indices, templates_dir
+from ._templates import (
+    INGEST_PIPELINE,
+    LogicalIndex,
+    ingest_pipeline,
+    logical_indices,
+    templates_dir,
+)
 
 _VERSION = re.compile(r"_v(\d+)$")
 REINDEX_TIMEOUT_S = 3600.0
@@ -174,6 +180,25 @@ class UpgradeIndex:
 
 
 @dataclass(frozen=True)
+class PutPipeline:
+    name: str
+    body: dict[str, Any]
+
+    def describe(self) -> str:
+        return f"put ingest pipeline {self.name}"
+
+    def run(self, client: OpenSearch) -> None:
+        client.ingest.put_pipeline(id=self.name, body=self.body)
+
+
+def _pipeline_steps(client: OpenSearch, settings: LtrrSettings) -> list[Step]:
+    name = settings.index_name(INGEST_PIPELINE)
+    wanted = ingest_pipeline()
+    stored = client.ingest.get_pipeline(id=name, ignore=404).get(name)
+    return [] if stored == wanted else [PutPipeline(name, wanted)]
+
+
+@dataclass(frozen=True)
 class PutSearchTemplate:
     template_id: str
     source: str
@@ -270,7 +295,7 @@ def _index_steps(client: OpenSearch, settings: LtrrSettings, logical: LogicalInd
 
 def plan_bootstrap(client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema) -> list[Step]:
     """What bootstrap would do, read from the cluster without changing it."""
-    steps: list[Step] = []
+    steps: list[Step] = _pipeline_steps(client, settings)
     for logical in logical_indices(settings, schema):
         steps += _component_steps(client, settings, logical)
         steps += _index_steps(client, settings, logical)

@@ -11,6 +11,7 @@ from opensearchpy.exceptions import TransportError
 from pydantic import BaseModel
 
 from ._client import opensearch_error
+from ._templates import ingest_pipeline
 
 
 class Check(BaseModel):
@@ -99,6 +100,7 @@ def run_checks(client: OpenSearch, index_prefix: str) -> Iterator[Check]:
         for name, query in _PROBE_QUERIES.items():
             yield _attempt(name, _count_hits(client, index, query))
         yield _attempt("mustache template with toJson", _render(client))
+        yield _attempt("ingest pipeline (stamps when a UBI document arrives)", _stamp(client))
     finally:
         client.indices.delete(index=index, ignore_unavailable=True)
 
@@ -134,6 +136,19 @@ def _render(client: OpenSearch) -> Callable[[], str]:
         if got != hostile:
             raise AssertionError(f"rendered {got!r}")
         return "parameters arrive JSON-escaped"
+
+    return run
+
+
+def _stamp(client: OpenSearch) -> Callable[[], str]:
+    def run() -> str:
+        simulated = client.ingest.simulate(
+            body={"pipeline": ingest_pipeline(), "docs": [{"_source": {"action_name": "click"}}]}
+        )
+        stamped = simulated["docs"][0]["doc"]["_source"].get("ingested_at")
+        if not stamped:
+            raise AssertionError("the pipeline did not set ingested_at")
+        return f"ingested_at {stamped}"
 
     return run
 

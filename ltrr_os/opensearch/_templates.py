@@ -129,6 +129,32 @@ def _with_analysis(component: dict[str, Any]) -> dict[str, Any]:
     return combined
 
 
+INGEST_PIPELINE = "ubi-ingest"
+"""The pipeline (prefixed) that stamps every UBI document with the cluster's time of arrival."""
+
+
+def ingest_pipeline() -> dict[str, Any]:
+    """`ingested_at`, set once when a document first reaches the cluster (a reindex keeps it):
+    the order in which the learner reads the logs, whatever clocks the senders had."""
+    return {
+        "description": "ltrr-os: when a UBI document reached the cluster (the learner's order)",
+        "processors": [
+            {
+                "set": {
+                    "field": "ingested_at",
+                    "value": "{{_ingest.timestamp}}",
+                    "override": False,
+                }
+            }
+        ],
+    }
+
+
+def _ingested(settings: LtrrSettings) -> dict[str, Any]:
+    pipeline = settings.index_name(INGEST_PIPELINE)
+    return {"template": {"settings": {"index": {"default_pipeline": pipeline}}}}
+
+
 def logical_indices(settings: LtrrSettings, schema: CatalogSchema) -> list[LogicalIndex]:
     return [
         LogicalIndex(
@@ -142,19 +168,29 @@ def logical_indices(settings: LtrrSettings, schema: CatalogSchema) -> list[Logic
         ),
         LogicalIndex(
             name="ubi_queries",
-            components={"mappings": load_component("ubi-queries")},
+            components={"mappings": load_component("ubi-queries"), "ingest": _ingested(settings)},
             replicas=settings.index_replicas,
             shared_read_alias="ubi_queries",
         ),
         LogicalIndex(
             name="ubi_events",
-            components={"mappings": load_component("ubi-events")},
+            components={"mappings": load_component("ubi-events"), "ingest": _ingested(settings)},
             replicas=settings.index_replicas,
             shared_read_alias="ubi_events",
         ),
         LogicalIndex(
             name="state",
             components={"mappings": load_component("state")},
+            replicas=settings.index_replicas,
+        ),
+        LogicalIndex(
+            name="models",
+            components={"mappings": load_component("models")},
+            replicas=settings.index_replicas,
+        ),
+        LogicalIndex(
+            name="profiles",
+            components={"mappings": load_component("profiles")},
             replicas=settings.index_replicas,
         ),
     ]

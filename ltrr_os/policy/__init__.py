@@ -6,6 +6,7 @@ from ._models import (
     Decision,
     DecisionContext,
     Outcome,
+    PlanProbability,
     Policy,
     StrategyChoice,
     StrategyOption,
@@ -17,7 +18,13 @@ from ._per_strategy import PerStrategyBandit
 from ._plan import DEFAULT_PLANS, PlanBandit, PlanBanditConfig, new_default_policy
 from ._simulation import RoundResult, SyntheticEnvironment, simulate
 from ._static import DEFAULT_RULES, FixedPlanPolicy, RulePolicy, SingleStrategyPolicy
-from ._vw import DEFAULT_POLICY_NAME, BanditConfig, Exploration, VWBandit, load_policy
+from ._vw import (
+    DEFAULT_POLICY_NAME,
+    BanditConfig,
+    Exploration,
+    VWBandit,
+    policy_from_bytes,
+)
 
 __all__ = [
     "DEFAULT_PLANS",
@@ -34,6 +41,7 @@ __all__ = [
     "PerStrategyBandit",
     "PlanBandit",
     "PlanBanditConfig",
+    "PlanProbability",
     "Policy",
     "RoundResult",
     "RulePolicy",
@@ -45,7 +53,7 @@ __all__ = [
     "TimeContext",
     "UserProfile",
     "VWBandit",
-    "load_policy",
     "new_default_policy",
+    "policy_from_bytes",
     "simulate",
 ]

@@ -119,6 +119,10 @@ def context_features(context: DecisionContext) -> str:
     )
 
 
+NEW_RECORD = ("new", "new")
+"""The history buckets of a strategy with too few runs to judge."""
+
+
 class StrategyRecord(BaseModel):
     """Exponentially decayed counts of one strategy's runs for one query type."""
 
@@ -146,7 +150,7 @@ class StrategyHistory(BaseModel):
         """(hit rate bucket, mean result count bucket)."""
         entry = self.records.get(f"{query_type}/{strategy}")
         if entry is None or entry.runs < self.min_runs:
-            return "new", "new"
+            return NEW_RECORD
         rate = entry.hits / entry.runs
         results = entry.candidates / entry.runs
         return _bucket(rate, _HIT_RATE), _bucket(results, _RESULTS)

@@ -7,14 +7,17 @@ support off-policy evaluation.
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field, computed_field
 
 from ..understanding import UnderstoodQuery
+from ._budget import cap_to_budget
 
 SIZE_LEVELS: tuple[int, ...] = (0, 10, 30, 100)
 """The candidate counts a learned policy chooses from, per strategy."""
@@ -91,13 +94,40 @@ class StrategyChoice(BaseModel):
     probability: float = Field(gt=0, le=1, description="probability this size was chosen")
 
 
+class PlanProbability(BaseModel):
+    """One plan the policy could have run, and the probability it had of being drawn."""
+
+    plan: dict[str, int]
+    probability: float = Field(ge=0, le=1)
+
+
 class Decision(BaseModel):
-    """A retrieval plan with the probabilities it was chosen with."""
+    """A retrieval plan with the probabilities it was chosen with, and everything the policy
+    needs to learn from it later in another process: the distribution it was drawn from and
+    the action features it was scored with (the logs are the learner's only input)."""
 
     policy: str
     policy_version: str = "static"
     choices: list[StrategyChoice]
     explored: bool = Field(default=False, description="a choice was not the policy's best guess")
+    distribution: list[PlanProbability] = Field(
+        default_factory=list,
+        description="every plan the policy could have run, with its probability (plan "
+        "bandits and static policies; the per-strategy bandit logs `size_distributions`)",
+    )
+    size_distributions: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="per-strategy bandit: each applicable strategy's PMF over SIZE_LEVELS",
+    )
+    drawn_sizes: dict[str, int] = Field(
+        default_factory=dict,
+        description="per-strategy bandit: the size drawn per strategy, before the budget cut",
+    )
+    action_history: dict[str, tuple[str, str]] = Field(
+        default_factory=dict,
+        description="learned policies: each strategy's record (hit rate, result count buckets) "
+        "as the action features were built from it at decision time",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -114,6 +144,41 @@ class Decision(BaseModel):
     @property
     def candidate_cost(self) -> int:
         return sum(choice.size for choice in self.choices)
+
+    def probability_of(self, plan: Mapping[str, int], budget: int) -> float | None:
+        """The probability that this decision would have run `plan` (strategies with size 0
+        left out), from the logged distribution; None when the decision logged none (then only
+        its own plan is known, with `probability`)."""
+        wanted = {s: n for s, n in plan.items() if n > 0}
+        if self.distribution:
+            return sum(
+                option.probability
+                for option in self.distribution
+                if {s: n for s, n in option.plan.items() if n > 0} == wanted
+            )
+        if self.size_distributions:
+            return _cut_plan_probability(self.size_distributions, wanted, budget)
+        return None
+
+
+def _cut_plan_probability(
+    pmfs: Mapping[str, list[float]], wanted: Mapping[str, int], budget: int
+) -> float:
+    """P(cap_to_budget(drawn sizes) == wanted) under independent per-strategy PMFs."""
+    if set(wanted) - set(pmfs):
+        return 0.0
+    names = list(pmfs)
+    total = 0.0
+    levels = [
+        [(size, p) for size, p in zip(SIZE_LEVELS, pmfs[name], strict=False) if p > 0]
+        for name in names
+    ]
+    for combination in itertools.product(*levels):
+        sizes = {name: size for name, (size, _) in zip(names, combination, strict=True)}
+        ran = {s: n for s, n in cap_to_budget(sizes, budget).items() if n > 0}
+        if ran == dict(wanted):
+            total += math.prod(p for _, p in combination)
+    return total
 
 
 class StrategyOutcome(BaseModel):
@@ -132,7 +197,8 @@ class StrategyOutcome(BaseModel):
 
 
 class Outcome(BaseModel):
-    """The settled result of one search: per-strategy outcomes and whether anything was engaged."""
+    """The settled result of one search whose results were shown: per-strategy outcomes and
+    whether anything was engaged (the learning rules never make one for a search not shown)."""
 
     strategies: dict[str, StrategyOutcome]
     engaged: bool

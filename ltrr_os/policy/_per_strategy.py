@@ -13,10 +13,10 @@ on a miss), so it is learned with the probability of that event, P(size >= min(m
 from the PMF the size was drawn from: importance weighting stays unbiased although which levels
 are revealed depends on the outcome, and exploration keeps every probability above 0.
 
-That needs the full PMF, which the contract does not log, so the policy keeps the PMFs of its
-recent decisions in memory. A decision it does not know (replay, a restart, another policy's)
-teaches the levels up to the size drawn when it was deterministic (they were revealed whatever
-the outcome), else only the size drawn, with its logged probability.
+That needs the full PMF, so every decision logs it (with the size drawn before any budget cut);
+a decision logged without it (another policy's, or from before ltrr-os logged it) teaches the
+levels up to the size drawn when it was deterministic (they were revealed whatever the
+outcome), else only the size drawn, with its logged probability.
 
 A size the budget cut (drawn 100, ran 40) reveals the levels up to what ran, never above (their
 misses could not be seen while the budget binds), and teaches the size drawn what it actually
@@ -31,7 +31,6 @@ default for that reason.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,9 +48,6 @@ from ._models import (
     StrategyOutcome,
 )
 from ._vw import BanditConfig, VWBandit, argmax, sample
-
-_STRIDE = len(SIZE_LEVELS) + 1
-"""Remembered per strategy: its PMF over SIZE_LEVELS, then the index of the level drawn."""
 
 
 @dataclass(frozen=True)
@@ -106,47 +102,55 @@ class PerStrategyBandit(VWBandit):
     def __init__(self, config: BanditConfig | None = None, workspace: Workspace | None = None):
         super().__init__(config or BanditConfig(name="per-strategy"), workspace)
 
-    def _actions(self, option: StrategyOption, query_type: str) -> list[str]:
-        record = self.history.buckets(query_type, option.strategy)
+    @staticmethod
+    def _actions(option: StrategyOption, record: tuple[str, str]) -> list[str]:
         return [
             strategy_action(option.strategy, option.source_type, n, record) for n in SIZE_LEVELS
         ]
 
     def decide(self, context: DecisionContext) -> Decision:
         """Each size drawn from its PMF, then cut largest first if the plan exceeds the budget
-        (probabilities stay those of the sizes drawn)."""
+        (probabilities stay those of the sizes drawn). The PMFs, the sizes drawn and the
+        history the action features came from are logged with the decision."""
         shared = "shared " + context_features(context)
         query_type = context.query.features.query_type
+        drawn: dict[str, int] = {}
+        probabilities: dict[str, float] = {}
+        pmfs: dict[str, list[float]] = {}
+        history: dict[str, tuple[str, str]] = {}
+        explored = False
         with self._lock:
-            drawn: dict[str, int] = {}
-            probabilities: dict[str, float] = {}
-            memory: array[float] = array("d")
-            explored = False
             for option in context.options:
                 if not option.applicable:
                     drawn[option.strategy], probabilities[option.strategy] = 0, 1.0
                     continue
-                pmf = self._vw.predict([shared, *self._actions(option, query_type)])
+                record = history[option.strategy] = self.history.buckets(
+                    query_type, option.strategy
+                )
+                pmf = self._vw.predict([shared, *self._actions(option, record)])
                 index = sample(pmf, self._rng)
                 explored = explored or index != argmax(pmf)
                 drawn[option.strategy] = SIZE_LEVELS[index]
                 probabilities[option.strategy] = min(1.0, pmf[index])
-                memory.extend([*pmf, index])
-            choices = [
-                StrategyChoice(strategy=s, size=n, probability=probabilities[s])
-                for s, n in cap_to_budget(drawn, context.budget).items()
-            ]
-            self._remember(shared, choices, memory)
-            return Decision(
-                policy=self.name,
-                policy_version=self.policy_version,
-                choices=choices,
-                explored=explored,
-            )
+                pmfs[option.strategy] = [min(1.0, max(0.0, p)) for p in pmf]
+        choices = [
+            StrategyChoice(strategy=s, size=n, probability=probabilities[s])
+            for s, n in cap_to_budget(drawn, context.budget).items()
+        ]
+        return Decision(
+            policy=self.name,
+            policy_version=self.policy_version,
+            choices=choices,
+            explored=explored,
+            size_distributions=pmfs,
+            drawn_sizes={s: n for s, n in drawn.items() if s in pmfs},
+            action_history=history,
+        )
 
     def learn(self, context: DecisionContext, decision: Decision, outcome: Outcome) -> None:
-        """Learn every size the outcome teaches, per strategy. A failed strategy teaches nothing,
-        nor does a search whose every strategy failed."""
+        """Learn every size the outcome teaches, per strategy, on the logged PMFs and action
+        features. A failed strategy teaches nothing, nor does a search whose every strategy
+        failed."""
         shared = "shared " + context_features(context)
         query_type = context.query.features.query_type
         chosen = {choice.strategy: choice for choice in decision.choices}
@@ -156,24 +160,24 @@ class PerStrategyBandit(VWBandit):
             return  # nothing was retrieved, so nothing was shown: no lesson at all
         learned = False
         with self._lock:
-            memory = self._recall(shared, decision.choices)
-            if memory is not None and len(memory) != _STRIDE * len(applicable):
-                memory = None
-            for number, option in enumerate(applicable):
+            for option in applicable:
                 choice = chosen.get(option.strategy)
                 result = outcome.strategies.get(option.strategy)
                 if choice is None or (choice.size > 0 and (result is None or result.failed)):
                     continue
                 ran = result.size if result is not None else 0
                 hit_rank = _hit_rank(result)
-                if memory is None:
+                pmf = decision.size_distributions.get(option.strategy)
+                drawn = decision.drawn_sizes.get(option.strategy)
+                if pmf is None or drawn is None or len(pmf) != len(SIZE_LEVELS):
                     taught = lessons(ran, hit_rank, choice.probability)
                 else:
-                    pmf = memory[number * _STRIDE : (number + 1) * _STRIDE]
-                    drawn = SIZE_LEVELS[int(pmf.pop())]
                     taught = lessons(ran, hit_rank, choice.probability, pmf, drawn)
                 weight = result.engagement_weight if result is not None else 0.0
-                actions = self._actions(option, query_type)
+                record = decision.action_history.get(option.strategy) or self.history.buckets(
+                    query_type, option.strategy
+                )
+                actions = self._actions(option, record)
                 for lesson in taught:
                     hit = hit_rank is not None and hit_rank <= lesson.size
                     cost = self._cost(weight, hit, lesson.size)

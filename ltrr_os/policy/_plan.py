@@ -19,15 +19,14 @@ worth more than that, the place to say so is cost_per_candidate."""
 from __future__ import annotations
 
 import functools
-from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pydantic import Field, NonNegativeInt
 from vowpalwabbit import Workspace
 
 from ._budget import cap_to_budget
-from ._features import context_features, plan_action
-from ._models import Decision, DecisionContext, Outcome, StrategyChoice
+from ._features import NEW_RECORD, context_features, plan_action
+from ._models import Decision, DecisionContext, Outcome, PlanProbability, StrategyChoice
 from ._static import DEFAULT_RULES, EVERY_STRATEGY
 from ._vw import DEFAULT_POLICY_NAME, BanditConfig, VWBandit, argmax, sample
 
@@ -105,48 +104,76 @@ class PlanBandit(VWBandit):
         applicable = tuple(option.strategy for option in context.options if option.applicable)
         return [dict(plan) for plan in _feasible(self._plans, applicable, context.budget)]
 
-    def _actions(self, context: DecisionContext, plans: list[dict[str, int]]) -> list[str]:
+    def _history(self, context: DecisionContext) -> dict[str, tuple[str, str]]:
+        """Each strategy's record for this query type, as action features see it now."""
         query_type = context.query.features.query_type
+        return {o.strategy: self.history.buckets(query_type, o.strategy) for o in context.options}
+
+    @staticmethod
+    def _actions(
+        context: DecisionContext,
+        plans: Sequence[Mapping[str, int]],
+        history: Mapping[str, tuple[str, str]],
+    ) -> list[str]:
         sources = {option.strategy: option.source_type for option in context.options}
-        record = {s: self.history.buckets(query_type, s) for s in sources}
         return [
-            plan_action(tuple((s, sources[s], n, record[s]) for s, n in plan.items()))
+            plan_action(
+                tuple((s, sources[s], n, history.get(s, NEW_RECORD)) for s, n in plan.items())
+            )
             for plan in plans
         ]
 
     def decide(self, context: DecisionContext) -> Decision:
         """One plan drawn from the PMF; each choice carries its chain-rule probability, so the
-        decision's probability is the plan's."""
+        decision's probability is the plan's. The whole PMF and the action features' history
+        are logged with it: learning needs nothing else."""
         strategies = [option.strategy for option in context.options]
         plans = self.plans(context)
         if not plans:  # nothing applies: nothing to decide
             nothing = [StrategyChoice(strategy=s, size=0, probability=1.0) for s in strategies]
-            return Decision(policy=self.name, policy_version=self.policy_version, choices=nothing)
-        shared = "shared " + context_features(context)
-        with self._lock:
-            pmf = self._vw.predict([shared, *self._actions(context, plans)])
-            index = sample(pmf, self._rng)
-            chosen = plans[index]
-            choices = [
-                StrategyChoice(strategy=s, size=chosen.get(s, 0), probability=p)
-                for s, p in zip(strategies, _chain(plans, pmf, chosen, strategies), strict=True)
-            ]
-            self._remember(shared, choices, array("d", pmf))
             return Decision(
                 policy=self.name,
                 policy_version=self.policy_version,
-                choices=choices,
-                explored=index != argmax(pmf),
+                choices=nothing,
+                distribution=[PlanProbability(plan={}, probability=1.0)],
             )
+        shared = "shared " + context_features(context)
+        with self._lock:
+            history = self._history(context)
+            pmf = self._vw.predict([shared, *self._actions(context, plans, history)])
+            index = sample(pmf, self._rng)
+        chosen = plans[index]
+        choices = [
+            StrategyChoice(strategy=s, size=chosen.get(s, 0), probability=p)
+            for s, p in zip(strategies, _chain(plans, pmf, chosen, strategies), strict=True)
+        ]
+        return Decision(
+            policy=self.name,
+            policy_version=self.policy_version,
+            choices=choices,
+            explored=index != argmax(pmf),
+            distribution=[
+                PlanProbability(plan=plan, probability=min(1.0, max(0.0, p)))
+                for plan, p in zip(plans, pmf, strict=True)
+            ],
+            action_history=history,
+        )
 
     def learn(self, context: DecisionContext, decision: Decision, outcome: Outcome) -> None:
         """Learn the plan drawn and every plan it dominates (no strategy larger): their rewards
-        are known too, each learned with the probability of drawing a plan that dominates it.
-        Without the remembered PMF, only the plan drawn, with the decision's probability. A plan
-        that is not one of this search's plans (another policy's) or in which a strategy failed
+        are known too, each learned with the probability of drawing a plan that dominates it,
+        on the action features logged with the decision. A decision logged without its PMF
+        (before ltrr-os logged it) teaches only the plan drawn, with its probability. A plan
+        that is not one of the logged plans (another policy's) or in which a strategy failed
         teaches nothing."""
         plan = decision.plan
-        plans = self.plans(context)
+        if not plan:
+            return
+        if decision.distribution:
+            plans = [option.plan for option in decision.distribution]
+            pmf: list[float] | None = [option.probability for option in decision.distribution]
+        else:
+            plans, pmf = self.plans(context), None
         results = {strategy: outcome.strategies.get(strategy) for strategy in plan}
         if plan not in plans or any(r is None or r.failed for r in results.values()):
             return
@@ -160,17 +187,17 @@ class PlanBandit(VWBandit):
         }
         shared = "shared " + context_features(context)
         query_type = context.query.features.query_type
+        if pmf is None:
+            taught = [(plans.index(plan), decision.probability)]
+        else:
+            taught = [
+                (i, sum(p for other, p in zip(plans, pmf, strict=True) if _covers(other, q)))
+                for i, q in enumerate(plans)
+                if _covers(plan, q)
+            ]
         with self._lock:
-            pmf = self._recall(shared, decision.choices)
-            if pmf is None or len(pmf) != len(plans):
-                taught = [(plans.index(plan), decision.probability)]
-            else:
-                taught = [
-                    (i, sum(p for other, p in zip(plans, pmf, strict=True) if _covers(other, q)))
-                    for i, q in enumerate(plans)
-                    if _covers(plan, q)
-                ]
-            actions = self._actions(context, plans)
+            history = decision.action_history or self._history(context)
+            actions = self._actions(context, plans, history)
             for index, probability in taught:
                 candidate = plans[index]
                 found = [w for s, (rank, w) in hits.items() if rank <= candidate.get(s, 0)]

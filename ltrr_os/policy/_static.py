@@ -9,7 +9,7 @@ from pydantic import NonNegativeInt, TypeAdapter
 
 from ..understanding._models import QueryType
 from ._budget import scale_to_budget
-from ._models import Decision, DecisionContext, Policy, StrategyChoice
+from ._models import Decision, DecisionContext, PlanProbability, Policy, StrategyChoice
 
 DEFAULT_RULES: dict[QueryType, dict[str, int]] = {
     # A named item: exact words and past engagement find it near the top; attributes may help.
@@ -40,6 +40,9 @@ def _decide(name: str, wanted: Mapping[str, int], context: DecisionContext) -> D
         choices=[
             StrategyChoice(strategy=strategy, size=size, probability=1.0)
             for strategy, size in sizes.items()
+        ],
+        distribution=[
+            PlanProbability(plan={s: n for s, n in sizes.items() if n > 0}, probability=1.0)
         ],
     )
 

@@ -1,23 +1,18 @@
 """What the learned policies share: one Vowpal Wabbit `--cb_explore_adf` workspace behind a lock,
-seeded sampling from its PMF, and versioned, atomic, verified persistence.
+seeded sampling from its PMF, and verified serialisation.
 
-A saved version is two files, `policy-<name>-v<N>.vw` (the VW model, with its learning state)
-and `policy-<name>-v<N>.json` (config, running stats, sampler state and the model's SHA-256).
-The JSON is written last and is the commit: a crash mid-save leaves the previous version the
-newest, and a model that does not match its checksum is never handed to VW (VW loads a
-truncated model silently, as zeros)."""
+A policy travels as one blob (`to_bytes`): its state as a JSON line (config, running stats,
+sampler state and the model's SHA-256), then VW's model with its learning state. The model
+index stores the blob as a version; a model that does not match its checksum is never handed to
+VW (VW loads a truncated model silently, as zeros)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
-import re
 import tempfile
 import threading
-from array import array
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -25,16 +20,13 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vowpalwabbit import Workspace
 
-from .._durable import fsync_directory, replace_atomically
 from ._features import INTERACTIONS, StrategyHistory
-from ._models import Policy, StrategyChoice
+from ._models import Policy
 
 log = logging.getLogger(__name__)
 
-REMEMBERED_DECISIONS = 100_000
-"""Recent decisions whose full PMF is kept for learning (a few hundred bytes each)."""
 DEFAULT_POLICY_NAME = "bandit"
-"""The name the service saves and loads its learned policy under."""
+"""The name the learner publishes its policy under, and servers load."""
 
 Exploration = Literal["epsilon", "squarecb"]
 
@@ -67,16 +59,15 @@ class BanditConfig(BaseModel):
 
 
 class SavedState(BaseModel):
-    """The JSON half of a saved version."""
+    """The JSON line of a policy blob."""
 
-    format: Literal[1] = 1
+    format: Literal[2] = 2
     kind: str
-    version: int = Field(ge=1)
+    version: int = Field(ge=0)
     config: dict[str, Any]
     history: StrategyHistory
     rng_state: list[Any]
     updates: int = Field(ge=0)
-    model_file: str
     model_sha256: str
 
 
@@ -119,17 +110,6 @@ class VWBandit(Policy):
         self._rng = random.Random(config.seed)
         self._lock = threading.Lock()
         self._vw = workspace or Workspace(self.config.vw_arguments())
-        self._remembered: OrderedDict[bytes, array[float]] = OrderedDict()
-
-    def _remember(self, shared: str, choices: Sequence[StrategyChoice], pmf: array[float]) -> None:
-        """Keep what a decision was drawn from, which the contract does not log, for learning.
-        Call with the lock held."""
-        self._remembered[_key(shared, choices)] = pmf
-        while len(self._remembered) > REMEMBERED_DECISIONS:
-            self._remembered.popitem(last=False)
-
-    def _recall(self, shared: str, choices: Sequence[StrategyChoice]) -> array[float] | None:
-        return self._remembered.get(_key(shared, choices))
 
     @property
     def policy_version(self) -> str:
@@ -140,37 +120,23 @@ class VWBandit(Policy):
         """VW minimises cost: the negated reward."""
         return self.config.cost_per_candidate * candidates - (weight if hit else 0.0)
 
-    def save(self, directory: Path) -> Path:
-        """Write a new version atomically; returns the path of its JSON (the commit)."""
-        with self._lock:
-            directory.mkdir(parents=True, exist_ok=True)
-            version, model_path = _claim_version(directory, self.name)
-            descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".vw")
-            os.close(descriptor)
-            try:
-                self._vw.save(temporary)
-                _fsync(Path(temporary))
-                digest = _sha256(Path(temporary))
-                os.replace(temporary, model_path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                model_path.unlink(missing_ok=True)
-                raise
+    def to_bytes(self) -> bytes:
+        """The policy as one blob: its JSON state, a line break, then VW's model (with its
+        learning state, so learning continues exactly where it stopped)."""
+        with self._lock, tempfile.TemporaryDirectory(prefix="ltrr-policy-") as directory:
+            path = Path(directory) / "model.vw"
+            self._vw.save(str(path))
+            model = path.read_bytes()
             state = SavedState(
                 kind=self.kind,
-                version=version,
+                version=self.version,
                 config=self.config.model_dump(),
                 history=self.history,
                 rng_state=_jsonable(self._rng.getstate()),
                 updates=self.updates,
-                model_file=model_path.name,
-                model_sha256=digest,
+                model_sha256=hashlib.sha256(model).hexdigest(),
             )
-            manifest = model_path.with_suffix(".json")
-            replace_atomically(manifest, state.model_dump_json(indent=1).encode())
-            fsync_directory(directory)
-            self.version = version
-            return manifest
+        return state.model_dump_json().encode() + b"\n" + model
 
     @classmethod
     def _restore(cls, state: SavedState, workspace: Workspace) -> VWBandit:
@@ -182,49 +148,6 @@ class VWBandit(Policy):
         return policy
 
 
-def _key(shared: str, choices: Sequence[StrategyChoice]) -> bytes:
-    """A decision's identity: its context features and its choices."""
-    plan = ";".join(f"{c.strategy}:{c.size}:{c.probability!r}" for c in choices)
-    return hashlib.blake2b(f"{shared}\n{plan}".encode(), digest_size=16).digest()
-
-
-def _versions(directory: Path, name: str, suffixes: tuple[str, ...]) -> dict[int, Path]:
-    """Version number -> file, for this policy's files with these suffixes."""
-    pattern = re.compile(rf"policy-{re.escape(name)}-v([0-9]+)\.({'|'.join(suffixes)})")
-    found = {}
-    for path in directory.glob(f"policy-{name}-v*") if directory.is_dir() else []:
-        if match := pattern.fullmatch(path.name):
-            found[int(match.group(1))] = path
-    return found
-
-
-def _claim_version(directory: Path, name: str) -> tuple[int, Path]:
-    """The next version number, reserved by creating its model file exclusively (two savers,
-    even in two processes, never get the same number)."""
-    version = max(_versions(directory, name, ("vw", "json")), default=0) + 1
-    while True:
-        path = directory / f"policy-{name}-v{version}.vw"
-        try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        except FileExistsError:
-            version += 1
-            continue
-        return version, path
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as stream:
-        os.fsync(stream.fileno())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _jsonable(value: Any) -> Any:
     return [_jsonable(v) for v in value] if isinstance(value, tuple | list) else value
 
@@ -233,40 +156,33 @@ def _tupled(value: Any) -> Any:
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
-def load_policy(directory: Path, name: str = DEFAULT_POLICY_NAME) -> VWBandit | None:
-    """The newest usable saved version of a learned policy. A version that is unusable (a damaged
-    file: disks and copies fail, though a crashed save never leaves one) is reported with a
-    warning and the one before it tried; None when no version is usable (the caller falls back
-    to a static policy). Never raises for a bad file."""
-    manifests = _versions(directory, name, ("json",))
-    if not manifests:
-        log.info("no saved policy %r in %s", name, directory)
-        return None
-    for version in sorted(manifests, reverse=True):
-        try:
-            return _load_version(directory, name, version, manifests[version])
-        except (OSError, ValueError, ValidationError, RuntimeError, TypeError) as exc:
-            log.warning(
-                "saved policy %r v%d in %s is unusable (%s); trying the version before it",
-                name,
-                version,
-                directory,
-                exc,
-            )
-    log.warning(
-        "no usable version of policy %r in %s; falling back to a static policy", name, directory
-    )
-    return None
-
-
-def _load_version(directory: Path, name: str, version: int, manifest: Path) -> VWBandit:
-    state = SavedState.model_validate_json(manifest.read_bytes())
-    model = directory / state.model_file
-    if model.name != f"policy-{name}-v{version}.vw" or state.version != version:
-        raise ValueError(f"names {state.model_file} v{state.version}, not its own model")
-    if _sha256(model) != state.model_sha256:
-        raise ValueError(f"{model.name} does not match its checksum (truncated or replaced)")
+def policy_from_bytes(blob: bytes) -> VWBandit:
+    """A policy from `VWBandit.to_bytes`; ValueError when the blob is damaged (VW itself would
+    load a truncated model silently, as zeros, so the checksum is checked first)."""
+    header, newline, model = blob.partition(b"\n")
+    if not newline:
+        raise ValueError("not a policy blob: no state line")
+    try:
+        state = SavedState.model_validate_json(header)
+    except ValidationError as exc:
+        raise ValueError(f"not a policy blob: {exc.error_count()} problems in its state") from None
+    if hashlib.sha256(model).hexdigest() != state.model_sha256:
+        raise ValueError("the policy's model does not match its checksum (truncated or replaced)")
     kind = VWBandit._kinds.get(state.kind)
     if kind is None:
         raise ValueError(f"unknown policy kind {state.kind!r}")
-    return kind._restore(state, Workspace(arg_list=["-i", str(model), "--quiet"]))
+    try:
+        config = kind.config_type.model_validate(state.config)
+    except ValidationError as exc:
+        raise ValueError(f"its config is invalid: {exc.error_count()} problems") from None
+    with tempfile.TemporaryDirectory(prefix="ltrr-policy-") as directory:
+        path = Path(directory) / "model.vw"
+        path.write_bytes(model)
+        try:
+            workspace = Workspace(arg_list=["-i", str(path), "--quiet"])
+        except RuntimeError as exc:
+            raise ValueError(f"Vowpal Wabbit cannot read the model: {exc}") from None
+    try:
+        return kind._restore(state.model_copy(update={"config": config.model_dump()}), workspace)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"its state is invalid: {exc}") from None

@@ -12,10 +12,8 @@ from ._fusion import RRF_K, ranked, reciprocal_rank_fusion
 from ._lambdamart import (
     LambdaMARTRanker,
     RankerReport,
-    RankerWatch,
-    load_ranker,
-    ranker_versions,
-    save_ranker,
+    ranker_from_bytes,
+    ranker_to_bytes,
 )
 from ._metrics import ranking_quality
 from ._rankers import FusedRanker, Ranker
@@ -28,7 +26,6 @@ from ._train import (
     fit_ranker,
     load_logged_searches,
     logged_searches,
-    train_ranker,
 )
 from ._union import Provenance, UnionCandidate, union_candidates
 
@@ -48,18 +45,15 @@ __all__ = [
     "Provenance",
     "Ranker",
     "RankerReport",
-    "RankerWatch",
     "TrainConfig",
     "UnionCandidate",
     "fit_ranker",
     "load_logged_searches",
-    "load_ranker",
     "logged_searches",
     "ranked",
-    "ranker_versions",
+    "ranker_from_bytes",
+    "ranker_to_bytes",
     "ranking_quality",
     "reciprocal_rank_fusion",
-    "save_ranker",
-    "train_ranker",
     "union_candidates",
 ]

@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -30,11 +29,10 @@ from opensearchpy import OpenSearch, helpers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._errors import LtrrError
-from ..catalog import catalog_schema
 from ..config import LtrrSettings
 from ..feedback import APPLICATION
-from ._features import FeatureExtractor, FeatureMatrix, FeatureSchema, Matrix
-from ._lambdamart import RankerReport, save_ranker
+from ._features import FeatureMatrix, FeatureSchema, Matrix
+from ._lambdamart import RankerReport
 from ._metrics import ranking_quality
 from ._rankers import FusedRanker
 
@@ -351,14 +349,3 @@ def fit_ranker(
         params=params,
     )
     return booster, report
-
-
-def train_ranker(
-    client: OpenSearch, settings: LtrrSettings, config: TrainConfig | None = None
-) -> tuple[Path, RankerReport, LogCounts]:
-    """Train a ranker from this deployment's logs and save it as a new version."""
-    extractor = FeatureExtractor(catalog_schema(client, settings))
-    data, counts = load_logged_searches(client, settings, extractor.schema)
-    booster, report = fit_ranker(data, config or TrainConfig(), logged=counts.searches)
-    path, saved = save_ranker(settings.model_dir, booster, extractor.schema, report)
-    return path, saved, counts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from ..config import CatalogSchema, LtrrSettings
@@ -21,6 +22,7 @@ NOT_RETURNED = (
     "sources",
     "ingested_at",
     "memory_updated_at",
+    "memory_batch",
 )
 
 
@@ -35,6 +37,8 @@ class StrategyContext:
     max_query_chars: int = 512
     exploration_seed: int = 0
     filters: list[dict[str, Any]] = field(default_factory=list)
+    now: datetime | None = None
+    """The time of the search (None: the clock's), for what depends on it: memory decay."""
 
     @property
     def source_filter(self) -> dict[str, list[str]]:

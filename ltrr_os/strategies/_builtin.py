@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from ..memory import decay_scale
 from ..understanding import Reading, UnderstoodQuery
 from ._base import SourceType, Strategy, StrategyContext
 from ._clauses import LEXICAL_MAX_WORDS, MAX_TEXT_WORDS, text_clauses
@@ -140,13 +142,15 @@ class Memory(Strategy):
     ) -> dict[str, Any] | None:
         if not self.applicable(query):
             return None
+        # Stored scores are forward-decayed: a decayed score of 1 is `pivot` stored units now.
+        pivot = decay_scale(context.now or datetime.now(UTC))
         clauses = []
         for key in query.memory_keys:
             clauses.append(
                 {
                     "rank_feature": {
                         "field": f"q2e.{key}",
-                        "saturation": {"pivot": 1.0},
+                        "saturation": {"pivot": pivot},
                         "boost": OBSERVED_MEMORY_BOOST,
                     }
                 }

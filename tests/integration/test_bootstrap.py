@@ -57,6 +57,8 @@ def test_first_run_creates_everything_then_nothing_is_left_to_do(
         f"{p}ubi_events_v1": [f"{p}ubi_events", "ubi_events"],
         f"{p}ubi_queries_v1": [f"{p}ubi_queries", "ubi_queries"],
         f"{p}state_v1": [f"{p}state"],
+        f"{p}models_v1": [f"{p}models"],
+        f"{p}profiles_v1": [f"{p}profiles"],
     }
     assert bootstrap(os_client, fresh, MUSIC) == []
     assert plan_bootstrap(os_client, fresh, MUSIC) == []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import math
+import os
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opensearchpy import OpenSearch
@@ -15,9 +17,12 @@ from ltrr_os import LTRRClient, QueryError, SearchContext
 from ltrr_os.catalog import SourceRow, build_music_catalog, ingest_rows, refresh_lexicon
 from ltrr_os.config import LtrrSettings
 from ltrr_os.embedding import Encoder
-from ltrr_os.feedback import replay
+from ltrr_os.feedback import ProfileStore
+from ltrr_os.learning import Learner, LearnerConfig
+from ltrr_os.memory import decay_scale
+from ltrr_os.models import ModelStore
 from ltrr_os.opensearch import bootstrap
-from ltrr_os.policy import FixedPlanPolicy, new_default_policy
+from ltrr_os.policy import FixedPlanPolicy, VWBandit, policy_from_bytes
 
 from .conftest import MUSIC, MUSIC_DIR
 
@@ -70,118 +75,138 @@ def test_a_search_returns_results_with_provenance_decision_and_timings(
     assert {"understand", "decide", "retrieve", "rank", "log", "total"} <= set(response.timings_ms)
     assert response.understanding.readings[0].slots
     assert not response.partial
+    distribution = response.decision.distribution
+    assert sum(option.probability for option in distribution) == pytest.approx(1, abs=1e-5)
+    assert response.decision.action_history
 
 
-def test_feedback_is_logged_once_teaches_memory_and_rejects_unknown_searches(
-    client: LTRRClient, client_settings: LtrrSettings, os_client: OpenSearch
-) -> None:
-    client.policy = FixedPlanPolicy(ALL_AT_20)
-    first = client.search("unheard of query about dolly parton", limit=10)
-    target = first.results[-1]
-    click = {
-        "search_id": first.search_id,
-        "action": "playback",
-        "object_id": target.id,
-        "position": target.rank,
-        "user_id": "u-mem",
-    }
-    receipt = client.feedback(
-        [
-            {
-                "search_id": first.search_id,
-                "action": "impression",
-                "object_id": first.results[0].id,
-                "position": 1,
-            },
-            click,
-            click,
-            {"search_id": "no-such-search", "action": "click", "object_id": target.id},
-            {"search_id": first.search_id, "action": "click"},
-        ]
+def learning_client(
+    settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder, **options: Any
+) -> LTRRClient:
+    """A client with its learner embedded, which learns when told (`settle`): the learner
+    thread makes its first step, then waits an hour. It first catches up with what earlier
+    tests logged, so a test's own figures start from zero."""
+    client = LTRRClient(
+        settings,
+        opensearch=os_client,
+        encoder=encoder,
+        learn="embedded",
+        learner_config=LearnerConfig(poll_s=3600),
+        **options,
     )
-    assert (receipt.accepted, receipt.duplicates, receipt.memory_updates) == (2, 1, 1)
-    assert [r.index for r in receipt.rejected] == [3, 4]
-    assert "unknown search id no-such-search" in receipt.rejected[0].reason
-    assert "object_id" in receipt.rejected[1].reason
-    assert client.feedback([click]).duplicates == 1
-    assert client.flush() == 0
-    assert ubi_count(os_client, client_settings, "ubi_events", first.search_id) == 2
-    assert ubi_count(os_client, client_settings, "ubi_queries", first.search_id) == 1
-    stored = os_client.get(index=client_settings.index_name("catalog"), id=target.id)["_source"]
-    assert stored["q2e"]["unheard of query about dolly parton"] == pytest.approx(1.0)
-    os_client.indices.refresh(index=client_settings.index_name("catalog"))
-    again = client.search("unheard of query about dolly parton", limit=100)
-    memory_first = [
-        r.id
-        for r in again.results
-        if any(p.strategy == "memory" and p.rank == 1 for p in r.provenance)
-    ]
-    assert memory_first == [target.id]
+    client.settle(force=True)
+    return client
 
 
-def test_late_events_join_their_search_in_another_process(
+def _memory(os_client: OpenSearch, settings: LtrrSettings, entity: str) -> dict[str, float]:
+    """An entity's observed memory, decayed to now (stored scores are forward-decayed)."""
+    stored = os_client.get(index=settings.index_name("catalog"), id=entity)["_source"]
+    scale = decay_scale(datetime.now(UTC))
+    return {key: value / scale for key, value in (stored.get("q2e") or {}).items()}
+
+
+def test_feedback_is_logged_once_and_the_learner_teaches_the_memory(
     client_settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
 ) -> None:
-    with LTRRClient(client_settings, opensearch=os_client, encoder=encoder) as first:
-        response = first.search("queen greatest hits", limit=5)
-        assert first.flush() == 0
+    with learning_client(
+        client_settings, os_client, encoder, policy=FixedPlanPolicy(ALL_AT_20)
+    ) as client:
+        first = client.search("unheard of query about dolly parton", limit=10)
+        target = first.results[-1]
+        click = {
+            "search_id": first.search_id,
+            "action": "playback",
+            "object_id": target.id,
+            "position": target.rank,
+            "user_id": "u-mem",
+        }
+        receipt = client.feedback(
+            [
+                {
+                    "search_id": first.search_id,
+                    "action": "impression",
+                    "object_id": first.results[0].id,
+                    "position": 1,
+                },
+                click,
+                click,
+                {"search_id": "no-such-search", "action": "click", "object_id": target.id},
+                {"search_id": first.search_id, "action": "click"},
+                {**click, "timestamp": "9999-12-31T00:00:00Z"},
+            ]
+        )
+        assert (receipt.accepted, receipt.duplicates) == (3, 1)
+        assert [r.index for r in receipt.rejected] == [4, 5]
+        assert "object_id" in receipt.rejected[0].reason
+        assert "future" in receipt.rejected[1].reason
+        assert client.feedback([click]).duplicates == 1
+        report = client.settle()
+        assert report.events == 1  # the unknown search's event is stored, and joins nothing
+        assert ubi_count(os_client, client_settings, "ubi_events", first.search_id) == 2
+        assert ubi_count(os_client, client_settings, "ubi_queries", first.search_id) == 1
+        memory = _memory(os_client, client_settings, target.id)
+        assert memory["unheard of query about dolly parton"] == pytest.approx(1.0, rel=1e-2)
+        again = client.search("unheard of query about dolly parton", limit=100)
+        memory_first = [
+            r.id
+            for r in again.results
+            if any(p.strategy == "memory" and p.rank == 1 for p in r.provenance)
+        ]
+        assert memory_first == [target.id]
+
+
+def test_feedback_reaching_another_process_first_is_taken_and_joined(
+    client_settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
+) -> None:
+    """No lookup, no refusal: the search may still be in the other process's spool."""
     later = client_settings.model_copy(update={"spool_dir": client_settings.spool_dir / "later"})
-    with LTRRClient(later, opensearch=os_client, encoder=encoder) as second:
+    with (
+        LTRRClient(client_settings, opensearch=os_client, encoder=encoder) as first,
+        learning_client(later, os_client, encoder) as second,
+    ):
+        response = first.search("queen greatest hits", limit=5)
         receipt = second.feedback(
             [
                 {
                     "search_id": response.search_id,
-                    "action": "click",
+                    "action": "playback",
                     "object_id": response.results[0].id,
                     "position": 1,
                 }
             ]
         )
-    assert (receipt.accepted, receipt.rejected) == (1, [])
+        assert (receipt.accepted, receipt.rejected) == (1, [])
+        assert second.flush() == 0
+        assert first.flush() == 0
+        assert second.settle().events == 1
 
 
-def test_settled_searches_teach_the_policy_and_a_new_version_is_saved(
-    client: LTRRClient, client_settings: LtrrSettings
+def test_settled_searches_teach_the_policy_and_a_new_version_is_published(
+    client_settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
 ) -> None:
-    client.policy = new_default_policy()
-    for text in ("taylor swift", "80s rock", "chill acoustic"):
-        response = client.search(text, limit=5)
-        client.feedback(
-            [
-                {
-                    "search_id": response.search_id,
-                    "action": "click",
-                    "object_id": response.results[0].id,
-                    "position": 1,
-                }
-            ]
-        )
-    assert client.settle() == 0
-    assert client.settle(force=True) == 3
-    client.save()
-    saved = sorted(p.name for p in client_settings.model_dir.glob("policy-*"))
-    assert saved
-    assert all("-v1." in name for name in saved)
-
-
-def test_a_corrupt_policy_file_falls_back_with_a_warning(
-    client_settings: LtrrSettings,
-    os_client: OpenSearch,
-    encoder: Encoder,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    with LTRRClient(client_settings, opensearch=os_client, encoder=encoder) as ltrr:
-        ltrr.policy = new_default_policy()
-        ltrr.search("queen", limit=3)
-        ltrr.settle(force=True)
-    for path in client_settings.model_dir.glob("policy-*"):
-        path.write_bytes(b"\x00garbage")
-    with (
-        caplog.at_level(logging.WARNING),
-        LTRRClient(client_settings, opensearch=os_client, encoder=encoder) as ltrr,
-    ):
-        assert ltrr.search("queen", limit=3).results
-    assert any("policy" in record.message for record in caplog.records)
+    store = ModelStore(os_client, client_settings)
+    with learning_client(client_settings, os_client, encoder) as client:
+        for text in ("taylor swift", "80s rock", "chill acoustic"):
+            response = client.search(text, limit=5)
+            client.feedback(
+                [
+                    {
+                        "search_id": response.search_id,
+                        "action": "click",
+                        "object_id": response.results[0].id,
+                        "position": 1,
+                    }
+                ]
+            )
+        assert client.settle().policy_lessons == 0  # the reward window (1 h) has not passed
+        report = client.settle(force=True)
+        assert report.policy_lessons == 3
+        pointer = store.pointer("policy", "bandit")
+        assert pointer is not None
+        assert isinstance(client.policy, VWBandit)
+        assert pointer.version == client.policy.version  # served at once
+        live = store.get("policy", "bandit", pointer.version)
+        assert (live.status, live.trained_by.split(":")[1]) == ("promoted", str(os.getpid()))
 
 
 @pytest.mark.parametrize(
@@ -201,42 +226,46 @@ def test_requests_outside_the_limits_are_refused_before_opensearch(
         client.search(query, limit=limit)
 
 
-def test_concurrent_searches_and_feedback(client: LTRRClient) -> None:
-    """The bandit's workspace is shared by every thread: decisions and learning must not race."""
+def test_concurrent_searches_and_feedback(
+    client_settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
+) -> None:
     errors: list[BaseException] = []
     ids: list[str] = []
+    shown: list[str] = []  # searches with results, and an event saying they were seen
+    with learning_client(client_settings, os_client, encoder) as client:
 
-    def work(worker: int) -> None:
-        try:
-            for i in range(6):
-                response = client.search(
-                    ["queen", "love", "80s rock"][i % 3],
-                    SearchContext(user_id=f"t{worker}"),
-                    limit=5,
-                )
-                ids.append(response.search_id)
-                events = [
-                    {
-                        "search_id": response.search_id,
-                        "action": "click",
-                        "object_id": result.id,
-                        "position": result.rank,
-                    }
-                    for result in response.results[:1]
-                ]
-                assert client.feedback(events).accepted == len(events)
-                client.settle(response.search_id)
-        except BaseException as exc:
-            errors.append(exc)
+        def work(worker: int) -> None:
+            try:
+                for i in range(6):
+                    response = client.search(
+                        ["queen", "love", "80s rock"][i % 3],
+                        SearchContext(user_id=f"t{worker}"),
+                        limit=5,
+                    )
+                    ids.append(response.search_id)
+                    events = [
+                        {
+                            "search_id": response.search_id,
+                            "action": "click",
+                            "object_id": result.id,
+                            "position": result.rank,
+                        }
+                        for result in response.results[:1]
+                    ]
+                    assert client.feedback(events).accepted == len(events)
+                    shown.extend(response.search_id for _ in events)
+            except BaseException as exc:
+                errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert len(set(ids)) == 36
-    assert client.settle(force=True) == 0
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert len(set(ids)) == 36
+        report = client.settle(force=True)
+    assert (report.settled, report.policy_lessons) == (36, len(shown))
 
 
 @pytest.fixture
@@ -255,10 +284,10 @@ def replay_settings(
     os_client.indices.delete(index=f"{own.index_prefix}*")
 
 
-def test_replay_rebuilds_memory_and_policy_from_the_log_alone(
+def test_replay_rebuilds_memory_profiles_and_policy_from_the_log_alone(
     replay_settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
 ) -> None:
-    with LTRRClient(replay_settings, opensearch=os_client, encoder=encoder) as ltrr:
+    with learning_client(replay_settings, os_client, encoder) as ltrr:
         response = ltrr.search("replayed query for queen", limit=5)
         target = response.results[0].id
         ltrr.feedback(
@@ -272,14 +301,21 @@ def test_replay_rebuilds_memory_and_policy_from_the_log_alone(
                 }
             ]
         )
-        assert ltrr.flush() == 0
+        assert ltrr.settle(force=True).policy_lessons == 1
+        live = ltrr.policy
+        assert isinstance(live, VWBandit)
     catalog = replay_settings.index_name("catalog")
     os_client.update(
         index=catalog, id=target, body={"doc": {"q2e": {"garbage": 9.0}}}, refresh=True
     )
-    policy = new_default_policy()
-    report, profiles = replay(os_client, replay_settings, MUSIC, policy)
-    assert (report.searches, report.learned, report.engagements) == (1, 1, 1)
-    memory = os_client.get(index=catalog, id=target)["_source"]["q2e"]
-    assert memory == {"replayed query for queen": pytest.approx(1.0)}
-    assert profiles.get("fan").engagements == 1
+    report = Learner(os_client, replay_settings).rebuild(MUSIC, settle_all=True)
+    assert (report.settled, report.policy_lessons, report.events) == (1, 1, 1)
+    assert _memory(os_client, replay_settings, target) == {
+        "replayed query for queen": pytest.approx(1.0, rel=1e-2)
+    }
+    assert ProfileStore(os_client, replay_settings).get("fan").engagements == 1
+    store = ModelStore(os_client, replay_settings)
+    [candidate] = [v for v in store.versions("policy") if v.status == "candidate"]
+    rebuilt = policy_from_bytes(store.load("policy", "bandit", candidate.version)[1])
+    assert (rebuilt.updates, rebuilt.history) == (live.updates, live.history)
+    assert rebuilt.to_bytes().partition(b"\n")[2] == live.to_bytes().partition(b"\n")[2]

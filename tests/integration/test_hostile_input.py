@@ -12,6 +12,7 @@ import itertools
 import json
 import random
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,10 @@ def is_unknown(raw: Any) -> bool:
 VALID_EXTRAS = st.fixed_dictionaries(
     {},
     optional={
-        "timestamp": st.datetimes().map(lambda moment: moment.isoformat()),
+        # Any time up to a day ahead (clocks drift); further ahead is refused.
+        "timestamp": st.datetimes(max_value=datetime.now() + timedelta(hours=12)).map(
+            lambda moment: moment.isoformat()
+        ),
         "user_id": st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True),
         "event_id": st.builds(lambda: f"e-{next(example_ids)}"),  # unique: ids are keys
     },
@@ -122,9 +126,10 @@ VALID_EXTRAS = st.fixed_dictionaries(
 def test_hostile_feedback_is_stored_exactly_as_acknowledged(
     client: LTRRClient, searches: list[SearchResponse], os_client: OpenSearch, data: st.DataObject
 ) -> None:
-    """Valid events (in any order, any timestamp, repeated), events for unknown searches, and
-    events of any shape: each is accepted, ignored as a repeat, or refused with its index; what
-    is stored is exactly what was accepted, once."""
+    """Valid events (in any order, any timestamp, repeated), events for searches no process
+    knows (they may be on their way from another server's spool: taken, and joined by the
+    learner if the search ever arrives), and events of any shape: each is accepted, ignored as
+    a repeat, or refused with its index; what is stored is exactly what was accepted, once."""
     valid = st.builds(
         event_for,
         st.sampled_from(searches),
@@ -145,18 +150,14 @@ def test_hostile_feedback_is_stored_exactly_as_acknowledged(
     refused = {rejection.index for rejection in receipt.rejected}
     kept = [FeedbackEvent.model_validate(raw) for i, raw in enumerate(batch) if i not in refused]
     assert receipt.accepted + receipt.duplicates == len(kept)
-    for rejection in receipt.rejected:
-        if is_unknown(batch[rejection.index]):
-            assert rejection.reason.startswith("unknown search id")
+    assert not any(is_unknown(batch[rejection.index]) for rejection in receipt.rejected)
     again = client.feedback(list(reversed(batch)))
     assert (again.accepted, again.duplicates, len(again.rejected)) == (0, len(kept), len(refused))
 
     assert client.flush() == 0
     index = client.settings.index_name("ubi_events")
     os_client.indices.refresh(index=index)
-    keys = [event.key for event in kept] + [
-        FeedbackEvent.model_validate(batch[i]).key for i in refused if is_unknown(batch[i])
-    ]
+    keys = [event.key for event in kept]
     found = os_client.mget(index=index, body={"ids": keys}, _source=False)["docs"] if keys else []
     stored = {doc["_id"] for doc in found if doc.get("found")}
     assert stored == {event.key for event in kept}

@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from ltrr_os.catalog import (
 from ltrr_os.config import LtrrSettings
 from ltrr_os.embedding import Encoder
 from ltrr_os.evaluation import evaluate
+from ltrr_os.models import ModelStore, ModelVersion, live_ranker, train_ranker
 from ltrr_os.opensearch import bootstrap
 from ltrr_os.policy import FixedPlanPolicy
 from ltrr_os.ranking import (
@@ -40,8 +42,6 @@ from ltrr_os.ranking import (
     FusedRanker,
     RankerReport,
     TrainConfig,
-    load_ranker,
-    train_ranker,
 )
 from ltrr_os.strategies import StrategyContext, strategies
 
@@ -140,10 +140,16 @@ def test_searches_log_the_features_of_the_results_they_showed(
     assert 30 <= logs.engaged < LOGGED_QUERIES
 
 
+def _report(record: ModelVersion) -> RankerReport:
+    return RankerReport.model_validate(
+        {k: v for k, v in record.metrics.items() if k in RankerReport.model_fields}
+    )
+
+
 def test_a_ranker_trained_from_the_logs_is_hot_reloaded_and_ranks_what_users_want(
     logs: Logs, os_client: OpenSearch, encoder: Encoder, tmp_path: Path
 ) -> None:
-    own = _with_models(logs, tmp_path, ranker_reload_s=0.0)
+    own = _with_models(logs, tmp_path, model_reload_s=0.1)
     fused_settings = _with_models(logs, tmp_path / "fused")
     with (
         LTRRClient(own, opensearch=os_client, encoder=encoder, policy=PLAN) as client,
@@ -152,24 +158,26 @@ def test_a_ranker_trained_from_the_logs_is_hot_reloaded_and_ranks_what_users_wan
         ) as fused,
     ):
         assert client.search("queen", limit=5).ranker == "fused"
-        path, report, counts = train_ranker(os_client, own, TrainConfig(min_searches=30, threads=1))
-        assert path == own.model_dir / "ranker" / "v1"
-        assert sorted(p.name for p in path.iterdir()) == [
-            "features.json",
-            "metrics.json",
-            "model.txt",
-        ]
-        saved = RankerReport.model_validate_json((path / "metrics.json").read_text())
-        assert saved == report
+        record, decision, counts = train_ranker(
+            os_client, own, TrainConfig(min_searches=20, threads=1)
+        )
+        assert (record.version, record.status, decision.promote) == (1, "promoted", True)
+        assert "fused" in decision.reason
+        report = _report(record)
         assert (counts.groups, counts.engaged_groups) == (LOGGED_QUERIES, logs.engaged)
-        assert (report.searches, report.rows) == (logs.engaged, logs.engaged_rows)
-        assert report.train_searches + report.validation_searches == logs.engaged
+        assert report.held_out_searches == round(0.2 * logs.engaged)  # what the gate judged on
+        assert report.searches == logs.engaged - report.held_out_searches
+        assert report.train_searches + report.validation_searches == report.searches
         validation = report.validation
         # The logged features reproduce the served (fused) order exactly.
         assert validation["logged"] == validation["fused"]
         assert validation["lambdamart"]["mrr"] > validation["fused"]["mrr"] + 0.3
         assert next(iter(report.importance_gain)).startswith("type_")
 
+        deadline = time.monotonic() + 10
+        while client.search("queen", limit=5).ranker != "lambdamart-v1":
+            assert time.monotonic() < deadline, "the new ranker was not loaded"
+            time.sleep(0.1)
         learned = fused_wins = shown = 0
         for text in logs.later_queries:
             response = client.search(text, limit=10)
@@ -187,7 +195,7 @@ def test_a_ranker_trained_from_the_logs_is_hot_reloaded_and_ranks_what_users_wan
     with LTRRClient(own, opensearch=os_client, encoder=encoder, policy=PLAN) as fresh:
         assert fresh.search("green day", limit=3).ranker == "lambdamart-v1"
 
-    ranker = load_ranker(own.model_dir, FeatureExtractor(MUSIC))
+    ranker = live_ranker(ModelStore(os_client, own), FeatureExtractor(MUSIC))
     assert ranker is not None
     context = StrategyContext(
         settings=logs.settings, schema=MUSIC, encoder=encoder, timeout_ms=5000
@@ -229,7 +237,9 @@ def test_a_failing_ranker_falls_back_to_the_fused_ranking(
     own = _with_models(logs, tmp_path)
     # No exploration: it samples per search, and the two searches must find the same union.
     plan = FixedPlanPolicy({"lexical": 30, "structured": 30, "vector": 30, "memory": 30})
-    with LTRRClient(own, opensearch=os_client, encoder=encoder, policy=plan) as reference:
+    with LTRRClient(
+        own, opensearch=os_client, encoder=encoder, policy=plan, ranker=FusedRanker()
+    ) as reference:
         expected = [r.id for r in reference.search("queen", limit=5).results]
     with (
         caplog.at_level(logging.ERROR),
@@ -264,27 +274,34 @@ def _ltrr(logs: Logs, model_dir: Path, *args: str) -> subprocess.CompletedProces
     )
 
 
-def test_the_cli_trains_with_a_holdout_and_evaluates_on_it(logs: Logs, tmp_path: Path) -> None:
+def test_the_cli_trains_with_a_holdout_and_evaluates_on_it(
+    logs: Logs, os_client: OpenSearch, tmp_path: Path
+) -> None:
+    store = ModelStore(os_client, logs.settings)
+    before = len(store.versions("ranker"))
     refused = _ltrr(logs, tmp_path, "train-ranker", "--min-searches", "1000")
     assert refused.returncode == 2
-    assert f"only {logs.engaged} logged searches" in refused.stderr
+    assert f"only {logs.engaged - round(0.2 * logs.engaged)} logged searches" in refused.stderr
     assert "at least 1000" in refused.stderr
-    assert not (tmp_path / "ranker").exists()
+    assert len(store.versions("ranker")) == before
 
     trained = _ltrr(logs, tmp_path, "train-ranker", "--min-searches", "20", "--holdout", "0.2")
     assert trained.returncode == 0, trained.stderr
-    assert "saved lambdamart-v1" in trained.stdout
-    report = RankerReport.model_validate_json((tmp_path / "ranker/v1/metrics.json").read_text())
+    newest = store.versions("ranker")[0]
+    assert f"stored ranker lambdamart v{newest.version}" in trained.stdout
+    assert "held-out searches" in trained.stdout
+    report = _report(newest)
     assert report.held_out_searches == round(0.2 * logs.engaged)
 
     evaluated = _ltrr(
         logs, tmp_path, "evaluate", "--logged", "--holdout", "0.2", "--out", str(tmp_path / "eval")
     )
     assert evaluated.returncode == 0, evaluated.stderr
-    assert "lambdamart-v1" in evaluated.stdout
+    live = live_ranker(store, FeatureExtractor(MUSIC))
+    assert live is not None
+    assert live.name in evaluated.stdout
     result = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert result["searches"] == report.held_out_searches
-    assert result["seen_in_training"] == 0
     metrics = {row["name"]: row["metrics"] for row in result["rows"]}
-    assert set(metrics) == {"logged", "fused", "lambdamart-v1"}
-    assert metrics["lambdamart-v1"]["mrr"] > metrics["fused"]["mrr"] + 0.3
+    assert set(metrics) == {"logged", "fused", live.name}
+    assert metrics[live.name]["mrr"] > metrics["fused"]["mrr"] + 0.3

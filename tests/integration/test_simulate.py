@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from ltrr_os.cli import app
 from ltrr_os.config import LtrrSettings
 from ltrr_os.embedding import Encoder
-from ltrr_os.memory import MemoryUpdate, observed_entities, remember
+from ltrr_os.memory import MemoryBatch, MemoryUpdate, apply_memory, observed_entities
 
 from .conftest import load_music
 
@@ -103,8 +103,9 @@ def test_memory_learned_from_real_users_is_not_overwritten_by_accident(
 ) -> None:
     hit = os_client.search(index=sim_settings.index_name("catalog"), body={"size": 1})
     entity = hit["hits"]["hits"][0]["_id"]
-    update = MemoryUpdate(entity_id=entity, query="a real query", weight=1.0, timestamp=now())
-    remember(os_client, sim_settings, [update])
+    batch = MemoryBatch()
+    batch.add(MemoryUpdate(entity_id=entity, query="a real query", weight=1.0, timestamp=now()))
+    apply_memory(os_client, sim_settings, batch, 1, now())
     os_client.indices.refresh(index=sim_settings.index_name("catalog"))
     refused = run_simulate(sim_settings, tmp_path, "--searches", "100")
     assert refused.exit_code != 0

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import threading
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +23,7 @@ from ltrr_os.policy import (
     PerStrategyBandit,
     PlanBandit,
     PlanBanditConfig,
+    Policy,
     RulePolicy,
     SingleStrategyPolicy,
     StrategyOption,
@@ -32,8 +32,8 @@ from ltrr_os.policy import (
     TimeContext,
     UserProfile,
     VWBandit,
-    load_policy,
     new_default_policy,
+    policy_from_bytes,
     simulate,
 )
 from ltrr_os.policy._budget import cap_to_budget, scale_to_budget
@@ -443,16 +443,17 @@ def test_per_strategy_bandit_learns_which_strategy_answers_which_query_type() ->
     assert hits[1] >= hits[0] + 0.02
 
 
+def _copy(policy: VWBandit) -> VWBandit:
+    """The policy as another process gets it: through its published blob."""
+    return policy_from_bytes(policy.to_bytes())
+
+
 @pytest.mark.parametrize("kind", LEARNED)
-def test_failed_strategies_teach_nothing(kind: str, tmp_path: Path) -> None:
+def test_failed_strategies_teach_nothing(kind: str) -> None:
     """Three identical copies: one learns from failed strategies, one from the same searches
     succeeding, one not at all. Only the second may decide differently afterwards."""
     policy = _trained(LEARNED[kind])
-    policy.save(tmp_path)
-    control, failing, learning = (load_policy(tmp_path, policy.name) for _ in range(3))
-    assert control is not None
-    assert failing is not None
-    assert learning is not None
+    control, failing, learning = (_copy(policy) for _ in range(3))
     context = _context("topical")
     for copy, failed in ((control, None), (failing, True), (learning, False)):
         for _ in range(20):
@@ -482,130 +483,145 @@ def test_failed_strategies_teach_nothing(kind: str, tmp_path: Path) -> None:
     assert learning.updates > control.updates
 
 
+@pytest.mark.parametrize("kind", LEARNED)
+def test_a_learner_elsewhere_learns_from_the_log_what_the_decider_would(kind: str) -> None:
+    """A server decides and logs; a learner in another process (a copy from the published
+    blob) learns from the logged JSON alone, later, after its own history moved on: its model
+    ends up exactly where learning in place would have put it."""
+    environment = SyntheticEnvironment(seed=11, failure_rate=0.0)
+    server = _trained(LEARNED[kind], rounds=100)
+    learner, in_place = _copy(server), _copy(server)
+    logged = []
+    for _ in range(60):
+        search = environment.search()
+        decision = server.decide(search.context)
+        in_place.learn(search.context, decision, search.outcome(decision))
+        logged.append(
+            (
+                search.context.model_dump_json(),
+                decision.model_dump_json(),
+                search.outcome(decision),
+            )
+        )
+    for context_json, decision_json, outcome in logged:
+        context = DecisionContext.model_validate_json(context_json)
+        learner.learn(context, Decision.model_validate_json(decision_json), outcome)
+    probes = [_context(k, budget=b) for k in ("known_item", "attribute") for b in (400, 60)]
+    for probe in probes:
+        assert learner.decide(probe).distribution == in_place.decide(probe).distribution
+    assert learner.history == in_place.history
+
+
+@pytest.mark.parametrize("kind", LEARNED)
+def test_a_decision_logs_the_probability_of_every_plan(kind: str) -> None:
+    """The logged distribution gives every plan's probability (off-policy estimates need the
+    probability of plans not drawn), and the drawn plan's agrees with the decision's."""
+    policy = _trained(LEARNED[kind])
+    for budget in (400, 60):
+        context = _context("attribute", budget=budget)
+        decision = policy.decide(context)
+        drawn = decision.probability_of(decision.plan, budget)
+        assert drawn is not None
+        if decision.distribution:
+            assert sum(o.probability for o in decision.distribution) == pytest.approx(1, abs=1e-5)
+            assert drawn == pytest.approx(decision.probability, abs=1e-6)
+        else:  # per strategy: the PMFs, through the budget cut
+            assert drawn >= decision.probability - 1e-9
+        assert decision.probability_of({"no-such-strategy": 10}, budget) == 0.0
+    static = RulePolicy().decide(_context("attribute"))
+    assert static.probability_of(static.plan, 400) == 1.0
+    assert static.probability_of({"lexical": 100}, 400) == 0.0
+
+
 # -- persistence ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", LEARNED)
-def test_save_and_load_give_the_same_decisions(kind: str, tmp_path: Path) -> None:
+def test_a_published_policy_decides_and_learns_as_the_original(kind: str) -> None:
     policy = _trained(LEARNED[kind])
-    first = policy.save(tmp_path)
-    second = policy.save(tmp_path)
-    assert first.name.endswith("-v1.json")
-    assert second.name.endswith("-v2.json")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"policy-{policy.name}-v{n}.{ext}" for n in (1, 2) for ext in ("json", "vw")
-    )
-    loaded = load_policy(tmp_path, policy.name)
+    policy.version = 7
+    loaded = _copy(policy)
     assert type(loaded) is type(policy)
-    assert loaded.version == 2
+    assert (loaded.version, loaded.config, loaded.updates) == (7, policy.config, policy.updates)
     contexts = [_context(k, budget=b) for k in ("known_item", "topical") for b in (400, 50)] * 10
+    assert [policy.decide(c) for c in contexts] == [loaded.decide(c) for c in contexts]
+    environment = SyntheticEnvironment(seed=3, failure_rate=0.0)
+    for _ in range(50):
+        search = environment.search()
+        for copy in (policy, loaded):
+            decision = copy.decide(search.context)
+            copy.learn(search.context, decision, search.outcome(decision))
     assert [policy.decide(c) for c in contexts] == [loaded.decide(c) for c in contexts]
 
 
-def test_the_service_saves_and_loads_its_default_policy(tmp_path: Path) -> None:
-    policy = new_default_policy()
-    policy.save(tmp_path)
-    loaded = load_policy(tmp_path)
-    assert isinstance(loaded, PlanBandit)
-    assert loaded.name == "bandit"
-    assert loaded.config == policy.config
+def _truncated(blob: bytes) -> bytes:
+    return blob[: len(blob) - 100]
 
 
-def _corrupt_model(model: Path, manifest: Path) -> None:
-    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+def _garbage_model(blob: bytes) -> bytes:
+    return blob.partition(b"\n")[0] + b"\n" + b"\x00garbage" * 100
 
 
-def _garbage_model(model: Path, manifest: Path) -> None:
-    model.write_bytes(b"\x00garbage" * 100)
-
-
-def _garbage_model_with_its_checksum(model: Path, manifest: Path) -> None:
-    """VW itself refuses the file (the checksum matches, so only VW can tell)."""
+def _garbage_model_with_its_checksum(blob: bytes) -> bytes:
+    """VW itself refuses the model (the checksum matches, so only VW can tell)."""
     import hashlib
 
-    model.write_bytes(b"\x07garbage" * 100)
-    state = json.loads(manifest.read_text())
-    state["model_sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
-    manifest.write_text(json.dumps(state))
+    header, _, _ = blob.partition(b"\n")
+    garbage = b"\x07garbage" * 100
+    state = json.loads(header)
+    state["model_sha256"] = hashlib.sha256(garbage).hexdigest()
+    return json.dumps(state).encode() + b"\n" + garbage
 
 
-def _missing_model(model: Path, manifest: Path) -> None:
-    model.unlink()
+def _no_state_line(blob: bytes) -> bytes:
+    return blob.replace(b"\n", b" ")
 
 
-def _bad_json(model: Path, manifest: Path) -> None:
-    manifest.write_text('{"format": 1, "kind": ')
+def _bad_json(blob: bytes) -> bytes:
+    return b'{"format": 2, "kind": \n' + blob.partition(b"\n")[2]
 
 
-def _wrong_fields(model: Path, manifest: Path) -> None:
-    state = json.loads(manifest.read_text())
-    state["rng_state"] = ["not", "a", "state"]
-    manifest.write_text(json.dumps(state))
+def _edited_state(**changes: Any) -> Callable[[bytes], bytes]:
+    def edit(blob: bytes) -> bytes:
+        header, _, model = blob.partition(b"\n")
+        state = {**json.loads(header), **changes}
+        return json.dumps(state).encode() + b"\n" + model
 
-
-def _unknown_kind(model: Path, manifest: Path) -> None:
-    state = json.loads(manifest.read_text())
-    state["kind"] = "quantum"
-    manifest.write_text(json.dumps(state))
-
-
-def _foreign_model(model: Path, manifest: Path) -> None:
-    state = json.loads(manifest.read_text())
-    state["model_file"] = "../../etc/passwd"
-    manifest.write_text(json.dumps(state))
+    return edit
 
 
 @pytest.mark.parametrize(
-    "damage",
+    ("damage", "reason"),
     [
-        _corrupt_model,
-        _garbage_model,
-        _garbage_model_with_its_checksum,
-        _missing_model,
-        _bad_json,
-        _wrong_fields,
-        _unknown_kind,
-        _foreign_model,
+        (_truncated, "checksum"),
+        (_garbage_model, "checksum"),
+        (_garbage_model_with_its_checksum, "Vowpal Wabbit"),
+        (_no_state_line, "no state line"),
+        (_bad_json, "problems in its state"),
+        (_edited_state(rng_state=["not", "a", "state"]), "state is invalid"),
+        (_edited_state(kind="quantum"), "unknown policy kind"),
+        (_edited_state(config={"name": "x y/z"}), "config is invalid"),
     ],
 )
-def test_a_bad_saved_policy_gives_none_and_a_warning(
-    damage: Callable[[Path, Path], None], tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_a_damaged_policy_blob_is_refused_with_a_reason(
+    damage: Callable[[bytes], bytes], reason: str
 ) -> None:
-    policy = _trained(LEARNED["plan-squarecb"], rounds=50)
-    manifest = policy.save(tmp_path)
-    assert load_policy(tmp_path, policy.name) is not None
-    damage(manifest.with_suffix(".vw"), manifest)
-    with caplog.at_level(logging.WARNING, logger="ltrr_os.policy"):
-        assert load_policy(tmp_path, policy.name) is None
-    assert any(
-        "unusable" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records
-    )
-
-
-def test_nothing_saved_gives_none(tmp_path: Path) -> None:
-    assert load_policy(tmp_path / "absent") is None
-    assert load_policy(tmp_path) is None
-
-
-def test_an_interrupted_save_leaves_the_previous_version_the_newest(tmp_path: Path) -> None:
-    policy = _trained(LEARNED["plan-squarecb"], rounds=50)
-    policy.save(tmp_path)
-    (tmp_path / f"policy-{policy.name}-v2.vw").write_bytes(b"half written")  # no JSON: no commit
-    loaded = load_policy(tmp_path, policy.name)
-    assert loaded is not None
-    assert loaded.version == 1
-    assert policy.save(tmp_path).name == f"policy-{policy.name}-v3.json"
+    blob = _trained(LEARNED["plan-squarecb"], rounds=50).to_bytes()
+    assert policy_from_bytes(blob).updates > 0
+    with pytest.raises(ValueError, match=reason):
+        policy_from_bytes(damage(blob))
 
 
 # -- threads ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["per-strategy-squarecb", "plan-squarecb"])
-def test_concurrent_decide_learn_and_save(kind: str, tmp_path: Path) -> None:
+def test_concurrent_decide_learn_and_publish(kind: str) -> None:
     policy = LEARNED[kind](5)
     environment = SyntheticEnvironment(seed=5, failure_rate=0.0)  # every search teaches
     searches = [environment.search() for _ in range(4 * 150)]
     errors: list[BaseException] = []
+    blobs: list[bytes] = []
 
     def work(worker: int) -> None:
         try:
@@ -613,7 +629,7 @@ def test_concurrent_decide_learn_and_save(kind: str, tmp_path: Path) -> None:
                 decision = policy.decide(search.context)
                 policy.learn(search.context, decision, search.outcome(decision))
                 if worker == 0 and done % 50 == 0:
-                    policy.save(tmp_path)
+                    blobs.append(policy.to_bytes())
         except BaseException as error:
             errors.append(error)
 
@@ -624,7 +640,46 @@ def test_concurrent_decide_learn_and_save(kind: str, tmp_path: Path) -> None:
         thread.join()
     assert errors == []
     assert policy.updates == len(searches)
-    loaded = load_policy(tmp_path, policy.name)
-    assert loaded is not None
-    assert loaded.version == 3
-    assert loaded.decide(_context()).candidate_cost <= 400
+    assert len(blobs) == 3
+    assert all(policy_from_bytes(b).decide(_context()).candidate_cost <= 400 for b in blobs)
+
+
+# -- the contract every policy keeps ----------------------------------------------------------
+
+
+def _make(name: str) -> Policy:
+    if name in LEARNED:
+        return LEARNED[name](0)
+    if name == "rule":
+        return RulePolicy()
+    if name == "fixed":
+        return FixedPlanPolicy({"*": 100})
+    return SingleStrategyPolicy(name.removeprefix("single-"))
+
+
+EVERY_POLICY = [*LEARNED, "rule", "fixed", *(f"single-{s}" for s in STRATEGIES)]
+
+
+@pytest.mark.parametrize("name", EVERY_POLICY)
+def test_every_policy_keeps_the_contract(name: str) -> None:
+    """Whatever the policy: plans within the budget and the applicable strategies, one choice
+    per option, the drawn plan's probability in the logged distribution, a decision that
+    survives the log (JSON) and teaches without error, including a search that found nothing."""
+    policy = _make(name)
+    environment = SyntheticEnvironment(seed=2, failure_rate=0.05)
+    for budget in (0, 60, 400):
+        for _ in range(20):
+            search = environment.search()
+            context = search.context.model_copy(update={"budget": budget})
+            decision = policy.decide(context)
+            assert decision.candidate_cost <= budget
+            assert [c.strategy for c in decision.choices] == [o.strategy for o in context.options]
+            applicable = {o.strategy for o in context.options if o.applicable}
+            assert set(decision.plan) <= applicable
+            drawn = decision.probability_of(decision.plan, budget)
+            assert drawn is not None
+            assert drawn > 0
+            logged = Decision.model_validate_json(decision.model_dump_json())
+            assert logged == decision
+            policy.learn(context, logged, search.outcome(logged))
+            policy.learn(context, logged, Outcome(strategies={}, engaged=False))

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
-import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,16 +20,14 @@ from ltrr_os.ranking import (
     FusedRanker,
     LoggedSearches,
     Provenance,
-    RankerWatch,
     TrainConfig,
     UnionCandidate,
     fit_ranker,
-    load_ranker,
     logged_searches,
-    ranker_versions,
+    ranker_from_bytes,
+    ranker_to_bytes,
     ranking_quality,
     reciprocal_rank_fusion,
-    save_ranker,
     union_candidates,
 )
 from ltrr_os.understanding import QueryFeatures, Reading, SlotMatch, UnderstoodQuery
@@ -414,26 +409,12 @@ def test_training_refuses_too_few_engaged_searches(extractor: FeatureExtractor) 
     assert report.trained_until == T0 + timedelta(minutes=23)
 
 
-def test_versions_are_saved_atomically_and_the_newest_loads(
-    tmp_path: Path, extractor: FeatureExtractor, trained: tuple[Any, Any]
+def test_a_ranker_blob_scores_as_its_model(
+    extractor: FeatureExtractor, trained: tuple[Any, Any]
 ) -> None:
     booster, report = trained
-    assert load_ranker(tmp_path, extractor) is None
-    (tmp_path / "ranker" / ".tmp-crashed").mkdir(parents=True)
-    first, saved = save_ranker(tmp_path, booster, extractor.schema, report)
-    assert first == tmp_path / "ranker" / "v1"
-    assert sorted(p.name for p in first.iterdir()) == ["features.json", "metrics.json", "model.txt"]
-    assert FeatureSchema.model_validate_json((first / "features.json").read_text()) == (
-        extractor.schema
-    )
-    assert saved.version == 1
-    assert len(saved.model_sha256) == 64
-    second, _ = save_ranker(tmp_path, booster, extractor.schema, report)
-    assert second.name == "v2"
-    assert sorted(ranker_versions(tmp_path)) == [1, 2]
-    ranker = load_ranker(tmp_path, extractor)
-    assert ranker is not None
-    assert (ranker.name, ranker.version) == ("lambdamart-v2", 2)
+    ranker = ranker_from_bytes(ranker_to_bytes(booster, extractor.schema, report), extractor, 4)
+    assert (ranker.name, ranker.version) == ("lambdamart-v4", 4)
     matrix = extractor.extract(_query(), CANDIDATES)
     np.testing.assert_allclose(
         ranker.score_features(matrix),
@@ -447,72 +428,28 @@ def test_versions_are_saved_atomically_and_the_newest_loads(
         ranker.score_features(other.extract(_query(), CANDIDATES))
 
 
-def test_concurrent_trainers_never_share_a_version(
-    tmp_path: Path, extractor: FeatureExtractor, trained: tuple[Any, Any]
-) -> None:
-    booster, report = trained
-    saved: list[int] = []
+def _edited_header(**changes: Any) -> Any:
+    def edit(blob: bytes) -> bytes:
+        header, _, model = blob.partition(b"\n")
+        return json.dumps({**json.loads(header), **changes}).encode() + b"\n" + model
 
-    def save() -> None:
-        saved.append(save_ranker(tmp_path, booster, extractor.schema, report)[1].version)
-
-    threads = [threading.Thread(target=save) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(saved) == [1, 2, 3, 4, 5, 6]
-    assert sorted(ranker_versions(tmp_path)) == [1, 2, 3, 4, 5, 6]
-    assert not [p for p in (tmp_path / "ranker").iterdir() if p.name.startswith(".")]
+    return edit
 
 
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
-        (lambda d: (d / "model.txt").write_text("tree\ngarbage"), "does not match"),
-        (lambda d: (d / "model.txt").unlink(), "No such file"),
-        (lambda d: (d / "metrics.json").write_text("{"), "validation error"),
-        (
-            lambda d: (d / "features.json").write_text(
-                FeatureSchema.of(["a", "b"]).model_dump_json()
-            ),
-            "train a new one",
-        ),
+        (lambda b: b.partition(b"\n")[0] + b"\ntree\ngarbage", "LightGBM cannot read"),
+        (lambda b: b.replace(b"\n", b" ", 1), "problems in its header"),
+        (lambda b: b.partition(b"\n")[0], "no header line"),
+        (_edited_header(features=FeatureSchema.of(["a", "b"]).model_dump()), "train a new one"),
+        (_edited_header(report={"version": 1}), "problems in its header"),
     ],
 )
-def test_an_unusable_newest_version_is_refused_with_a_warning(
-    tmp_path: Path,
-    extractor: FeatureExtractor,
-    trained: tuple[Any, Any],
-    caplog: pytest.LogCaptureFixture,
-    damage: Any,
-    reason: str,
+def test_a_damaged_or_foreign_ranker_blob_is_refused_with_a_reason(
+    extractor: FeatureExtractor, trained: tuple[Any, Any], damage: Any, reason: str
 ) -> None:
     booster, report = trained
-    save_ranker(tmp_path, booster, extractor.schema, report)
-    directory, _ = save_ranker(tmp_path, booster, extractor.schema, report)
-    damage(directory)
-    with caplog.at_level(logging.WARNING):
-        assert load_ranker(tmp_path, extractor) is None
-    assert any("v2" in r.message and reason in r.message for r in caplog.records)
-
-
-def test_the_watch_finds_new_versions_with_one_stat_per_interval(
-    tmp_path: Path, extractor: FeatureExtractor, trained: tuple[Any, Any]
-) -> None:
-    booster, report = trained
-    watch = RankerWatch(tmp_path, extractor, interval_s=0.0)
-    assert watch.newer(None) is None  # no ranker directory yet
-    save_ranker(tmp_path, booster, extractor.schema, report)
-    first = watch.newer(None)
-    assert first is not None
-    assert first.version == 1
-    assert watch.newer(1) is None  # nothing changed since
-    save_ranker(tmp_path, booster, extractor.schema, report)
-    second = watch.newer(1)
-    assert second is not None
-    assert second.version == 2
-    slow = RankerWatch(tmp_path, extractor, interval_s=3600.0)
-    assert slow.newer(None) is not None
-    save_ranker(tmp_path, booster, extractor.schema, report)
-    assert slow.newer(2) is None  # v3 exists, but the next look is an hour away
+    blob = ranker_to_bytes(booster, extractor.schema, report)
+    with pytest.raises(ValueError, match=reason):
+        ranker_from_bytes(damage(blob), extractor)

@@ -19,7 +19,7 @@ from opensearchpy import OpenSearch
 from pydantic import ValidationError
 
 from ltrr_os._errors import LtrrError
-from ltrr_os.feedback import Spool, SpoolRecord
+from ltrr_os.feedback import Spool, SpoolRecord, claim_spool, deliver_unclaimed
 
 INDEX = "ubi_events"
 CLOSED_PORT = "http://127.0.0.1:9"
@@ -370,3 +370,35 @@ def test_background_delivery_backs_off_and_warns_once_while_unreachable(
     [warning] = [r.getMessage() for r in caplog.records if r.name.startswith("ltrr_os")]
     assert "spool delivery failed, retrying with backoff" in warning
     assert "OpenSearch is unreachable" in warning
+
+
+def test_processes_sharing_a_spool_dir_each_claim_their_own_slot(tmp_path: Path) -> None:
+    first, second = claim_spool(tmp_path), claim_spool(tmp_path)
+    first.append(records("a", 3))
+    second.append(records("b", 2))
+    assert (first.pending(), second.pending()) == (3, 2)
+    first.close()
+    again = claim_spool(tmp_path)  # the slot a stopped process left, with what it kept
+    assert again.pending() == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["instance-000", "instance-001"]
+    again.close()
+    second.close()
+
+
+def test_records_left_in_unclaimed_slots_are_delivered(tmp_path: Path) -> None:
+    legacy = Spool(tmp_path)  # the single spool of earlier versions, in the directory itself
+    legacy.append(records("old", 2))
+    legacy.close()
+    stopped = claim_spool(tmp_path)
+    stopped.append(records("s", 3))
+    stopped.close()
+    running = claim_spool(tmp_path)  # takes instance-000 back: it delivers that one itself
+    busy = claim_spool(tmp_path)
+    busy.append(records("busy", 1))
+    client = MemoryOpenSearch()
+    assert deliver_unclaimed(tmp_path, client) == 2
+    assert sorted(client.stored) == ["old0", "old1"]
+    assert running.deliver(client).delivered == 3
+    assert busy.pending() == 1  # held by a live process: never touched by another
+    running.close()
+    busy.close()

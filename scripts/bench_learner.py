@@ -37,6 +37,7 @@ from ltrr_os import LTRRClient, SearchContext
 from ltrr_os.catalog import catalog_schema
 from ltrr_os.config import LtrrSettings, load_settings
 from ltrr_os.learning import Learner, LearnerConfig
+from ltrr_os.memory import reset_memory
 from ltrr_os.opensearch import connect
 from ltrr_os.policy import FixedPlanPolicy, VWBandit
 from ltrr_os.ranking import FusedRanker
@@ -84,9 +85,14 @@ def make_logs(settings: LtrrSettings, admin: OpenSearch, searches: int) -> tuple
 
 
 def throughput(settings: LtrrSettings, admin: OpenSearch, events: int, runs: int) -> None:
+    """Each run first forgets the memory learned (timed apart: `ltrr replay` does it too, a
+    running learner never), then learns everything again from the log."""
     schema = catalog_schema(admin, settings)
     seconds = []
     for run in range(runs):
+        started = time.perf_counter()
+        reset = reset_memory(admin, settings, schema)
+        forgetting = time.perf_counter() - started
         learner = Learner(admin, settings, config=LearnerConfig(lag_s=0))
         started = time.perf_counter()
         report = learner.rebuild(schema, settle_all=True)
@@ -95,7 +101,8 @@ def throughput(settings: LtrrSettings, admin: OpenSearch, events: int, runs: int
             f"  run {run + 1}: {seconds[-1]:.1f} s, {events / seconds[-1]:.0f} events/s "
             f"({report.events} engagements to the memory in {report.batches} batches, "
             f"{report.memory_entities} entity updates; {report.settled} searches settled, "
-            f"{report.policy_lessons} policy lessons)",
+            f"{report.policy_lessons} policy lessons); forgetting {reset} entities' memory "
+            f"before it: {forgetting:.1f} s",
             flush=True,
         )
     median = statistics.median(seconds)

@@ -4,6 +4,7 @@ from ._entities import RowError, prepare_entity
 from ._ingest import IngestReport, ingest_rows
 from ._music import MusicCatalog, build_music_catalog, editorial_judgments, track_entity_id
 from ._readers import Rejection, SourceRow, read_csv, read_jsonl, read_rows
+from ._sample import sample_rows
 from ._store import catalog_entities, catalog_schema, load_lexicon, refresh_lexicon
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "read_jsonl",
     "read_rows",
     "refresh_lexicon",
+    "sample_rows",
     "track_entity_id",
 ]

@@ -1,8 +1,9 @@
 """Bulk ingest of catalog entities: validate, embed, upsert; report every rejected row.
 
-Documents are written with a scripted upsert that replaces the fields ingest owns and leaves the
-memory learned from engagement (`q2e`, `memory_updated_at`) untouched, so re-running the same
-ingest is idempotent and never forgets what users taught the memory index.
+Documents are written with a scripted upsert that makes the entity exactly what the input says
+(a field the input no longer has is gone) and keeps only what the learner wrote (the memory:
+`q2e`, `memory_batches`, `memory_updated_at`) and a vector whose text did not change, so
+re-running the same ingest is idempotent and never forgets what users taught the memory.
 """
 
 from __future__ import annotations
@@ -25,7 +26,22 @@ from ._readers import Rejection, SourceRow
 
 ENCODE_BATCH = 1024
 BULK_CHUNK = 256
-_UPSERT_SCRIPT = "ctx._source.putAll(params.doc)"
+_UPSERT_SCRIPT = """
+Map fresh = new HashMap(params.doc);
+for (def field : params.learned) {
+  if (ctx._source.containsKey(field)) { fresh.put(field, ctx._source.get(field)); }
+}
+if (!fresh.containsKey('embedding') && ctx._source.containsKey('embedding')
+    && params.doc.embedding_hash == ctx._source.embedding_hash) {
+  fresh.put('embedding', ctx._source.embedding);
+}
+if (fresh.q2e != null && fresh.q2e_prior != null) {
+  for (def key : fresh.q2e.keySet()) { fresh.q2e_prior.remove(key); }
+}
+ctx._source = fresh;
+"""
+LEARNED_FIELDS = ("q2e", "memory_batches", "memory_updated_at")
+"""What the learner wrote into an entity: kept when ingest replaces its catalog fields."""
 
 
 class IngestReport(BaseModel):
@@ -173,7 +189,7 @@ def ingest_rows(
                     "script": {
                         "source": _UPSERT_SCRIPT,
                         "lang": "painless",
-                        "params": {"doc": doc},
+                        "params": {"doc": doc, "learned": list(LEARNED_FIELDS)},
                     },
                     "upsert": {},
                 }

@@ -13,7 +13,9 @@ Rules (the catalog's user-facing contract):
   2011", "(2009 Remaster)", "- Radio Edit", "- Single Version", "- Mono / Remastered"). Other
   suffixes ("- Live", "(Remix)", "- Acoustic") name other recordings and stay. Track id =
   entity_id("track", artist, title), artist id = entity_id("artist", name), album id =
-  entity_id("album", artist, album title); album titles lose edition suffixes ("(Deluxe
+  entity_id("album", artist, album title), where the artist of a compilation (an album title
+  carrying tracks of three artists or more) is "Various Artists": one album, not one per
+  artist; album titles lose edition suffixes ("(Deluxe
   Edition)", "(Remastered)", "(40th Anniversary Edition)") and featured-artist credits.
 - Keys compare normalised text: "&" reads "and", accents, case and punctuation are ignored, a
   curly apostrophe is a straight one. A name with no Latin letters or digits (紅蓮華) is keyed
@@ -56,7 +58,7 @@ import functools
 import hashlib
 import math
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +70,9 @@ from ._readers import Rejection, SourceRow, read_csv
 
 _PLAYLISTS_FILE = "editorial_playlists.csv"
 NO_MEASUREMENT_POPULARITY = 0.5
+COMPILATION_ARTISTS = 3
+"""An album title with tracks of this many artists or more is a compilation: one album."""
+VARIOUS_ARTISTS = "Various Artists"
 MAX_GROUP_GENRES = 8
 _UNIT_FEATURES = ("energy", "valence", "danceability", "acousticness")
 
@@ -454,6 +459,12 @@ def build_music_catalog(data_dir: Path) -> MusicCatalog:
         for key, song in found.items():
             songs.setdefault(key, []).append(song)
 
+    artists_of: dict[str, set[str]] = defaultdict(set)
+    for rows in songs.values():
+        for row in rows:
+            for title in row.album_origins:
+                artists_of[title].add(row.artist)
+    compilations = {t for t, names in artists_of.items() if len(names) >= COMPILATION_ARTISTS}
     tracks: list[dict[str, Any]] = []
     artists: dict[str, _Group] = {}
     albums: dict[str, _Group] = {}
@@ -466,8 +477,9 @@ def build_music_catalog(data_dir: Path) -> MusicCatalog:
         artist.origins.extend(track["sources"])
         for row in rows:
             for title, origins in row.album_origins.items():
-                album_id = _entity_id("album", name, title)
-                album = albums.setdefault(album_id, _Group(title, name))
+                owner = VARIOUS_ARTISTS if title in compilations else name
+                album_id = _entity_id("album", owner, title)
+                album = albums.setdefault(album_id, _Group(title, owner))
                 if not album.tracks or album.tracks[-1] is not track:
                     album.tracks.append(track)
                 album.origins.extend(origins)

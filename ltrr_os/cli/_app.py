@@ -7,7 +7,9 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from typer._click import Context as ClickContext  # typer vendors click
 
 from .. import __version__
@@ -42,6 +45,7 @@ from ..catalog import (
     load_lexicon,
     read_rows,
     refresh_lexicon,
+    sample_rows,
 )
 from ..client import LTRRClient, SearchContext
 from ..config import CatalogSchema, LtrrSettings, load_schema, load_settings
@@ -56,7 +60,9 @@ from ..evaluation import (
     read_cranfield,
     read_qrels,
     read_queries,
+    verdict,
     write_documents,
+    write_dsjson,
     write_qrels,
     write_queries,
     write_report,
@@ -64,14 +70,13 @@ from ..evaluation import (
 from ..evaluation import evaluate as run_evaluation
 from ..evaluation import simulate as run_simulation
 from ..learning import Learner, LearnerConfig, LearnerReport
-from ..memory import observed_entities, reset_memory
 from ..models import MODEL_KINDS, RANKER_NAME, ModelKind, ModelStore, live_ranker, train_ranker
 from ..opensearch import bootstrap as apply_bootstrap
 from ..opensearch import connect, opensearch_error, plan_bootstrap, run_checks
+from ..pipeline import SearchPipeline, opensearch_retriever
 from ..policy import DEFAULT_POLICY_NAME
 from ..ranking import (
     FeatureExtractor,
-    FusedRanker,
     RankerReport,
     TrainConfig,
     load_logged_searches,
@@ -94,7 +99,7 @@ class _Commands(typer.core.TyperGroup):
             if exc.errno == errno.EPIPE:
                 raise  # typer handles a closed pipe
             message = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
-        err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+        err_console.print(f"[red]error:[/] {escape(message)}", markup=True)
         raise typer.Exit(2)
 
 
@@ -106,8 +111,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+# Plain text by default: titles, ids, paths and messages are printed as they are, never read as
+# markup ("[feat. DVNO]" is part of a title). Styled lines say markup=True and escape what they
+# quote.
+console = Console(markup=False, highlight=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 DEFAULT_MUSIC_DIR = Path("../shared/data/music")
 DEFAULT_IR_DIR = Path("../shared/data/ir")
 
@@ -180,7 +188,11 @@ def doctor() -> None:
     failed = 0
     for check in run_checks(state.client(), settings.index_prefix):
         failed += not check.ok
-        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail)
+        table.add_row(
+            check.name,
+            Text("ok", style="green") if check.ok else Text("FAIL", style="red"),
+            check.detail,
+        )
     console.print(table)
     if failed:
         raise typer.Exit(1)
@@ -224,17 +236,34 @@ def bootstrap(
         if not steps:
             console.print("nothing to do: everything is current")
         return
-    done = apply_bootstrap(client, settings, catalog)
+    with _terminated_like_interrupted():
+        done = apply_bootstrap(client, settings, catalog)
     for line in done:
-        console.print(f"[green]done[/] {line}")
+        console.print(Text("done ", style="green") + Text(line))
     if not done:
         console.print(f"nothing to do: schema {catalog.name!r} and every index are current")
     if client.count(index=settings.index_name("catalog"))["count"]:
         _refresh_lexicon(catalog)
 
 
+@contextmanager
+def _terminated_like_interrupted() -> Iterator[None]:
+    """SIGTERM ends the block as Ctrl-C does (KeyboardInterrupt), so what it started is undone
+    by its own cleanup rather than cut off."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _refresh_lexicon(catalog: CatalogSchema) -> None:
-    lexicon = refresh_lexicon(state.client(), state.settings(), catalog)
+    with err_console.status("rebuilding the query-understanding lexicon from the catalog"):
+        lexicon = refresh_lexicon(state.client(), state.settings(), catalog)
     sizes = ", ".join(f"{len(values)} {slot}" for slot, values in lexicon.slot_values.items())
     console.print(f"lexicon rebuilt from the catalog: {sizes}, {len(lexicon.vocabulary)} words")
 
@@ -265,9 +294,100 @@ def _print_report(report: IngestReport, show: int) -> None:
     if report.ignored_fields:
         console.print(f"ignored columns not in the schema: {', '.join(report.ignored_fields)}")
     for rejection in report.rejected[:show]:
-        err_console.print(f"rejected {rejection}", highlight=False, markup=False)
+        err_console.print(f"rejected {rejection}")
     if len(report.rejected) > show:
         err_console.print(f"... and {len(report.rejected) - show} more (see --rejections)")
+
+
+QUICKSTART_PREFIX = "quickstart-"
+QUICKSTART_QUERIES = [
+    ("tayler love", 0),
+    ("80s rock", 1),
+    ("chill acoustic", 2),
+    ("bohemian rhapsody", 1),
+    ("songs by queen", 2),
+]
+"""What the quickstart searches for, and which shown result its simulated user plays."""
+
+
+@app.command()
+def quickstart() -> None:
+    """A first look in about a minute, on any reachable OpenSearch: bootstrap, ingest the sample
+    catalog shipped with ltrr-os (vectors included: nothing to encode), search, send feedback,
+    let the learner learn from it, and show what changed. Its indices sit beside the
+    configured ones (`<prefix>quickstart-`) unless --index-prefix is given."""
+    started = time.perf_counter()
+    if state.index_prefix is None:  # never the configured catalog: one beside it
+        state.index_prefix = f"{state.settings().index_prefix}{QUICKSTART_PREFIX}"
+        state._settings = None
+    settings, client = state.settings(), state.client()
+    catalog = load_schema("music")
+    _resolve_schema("music")
+    done = apply_bootstrap(client, settings, catalog)
+    console.print(f"1. bootstrap: {len(done)} steps under the prefix {settings.index_prefix}")
+    encoder = load_encoder()
+    report = ingest_rows(client, settings, catalog, sample_rows(), encoder)
+    refresh_lexicon(client, settings, catalog)
+    console.print(
+        f"2. ingest: {report.indexed} entities of the music sample in {report.seconds:.1f} s "
+        f"({report.encoded} encoded: the sample carries its vectors)"
+    )
+    spool = settings.spool_dir / "quickstart"
+    with LTRRClient(
+        settings.model_copy(update={"spool_dir": spool}),
+        opensearch=client,
+        encoder=encoder,
+        learn="embedded",
+    ) as ltrr:
+        console.print("3. search, and a user plays one of the first results:")
+        played: dict[str, tuple[str, str, int]] = {}
+        for text, choice in QUICKSTART_QUERIES:
+            response = ltrr.search(text, SearchContext(user_id="quickstart-user"), limit=10)
+            titles = ", ".join(r.title or r.id for r in response.results[:3])
+            console.print(f"   {text!r} -> {titles}")
+            if len(response.results) > choice:
+                target = response.results[choice]
+                played[text] = (target.id, target.title or target.id, target.rank)
+                ltrr.feedback(
+                    [
+                        {
+                            "search_id": response.search_id,
+                            "action": "impression",
+                            "object_id": r.id,
+                            "position": r.rank,
+                        }
+                        for r in response.results
+                    ]
+                    + [
+                        {
+                            "search_id": response.search_id,
+                            "action": "playback",
+                            "object_id": target.id,
+                            "position": target.rank,
+                            "user_id": "quickstart-user",
+                        }
+                    ]
+                )
+        learned = ltrr.settle(force=True)
+        console.print(
+            f"4. learn: {learned.events} playbacks taught the memory, {learned.policy_lessons} "
+            f"searches taught the policy ({', '.join(learned.published) or 'nothing published'})"
+        )
+        console.print("5. the same searches now: where the played result ranks")
+        for text, (item, title, before) in played.items():
+            response = ltrr.search(text, SearchContext(user_id="quickstart-user"), limit=10)
+            now = next((r for r in response.results if r.id == item), None)
+            found = (
+                f"#{now.rank}, found by " + ", ".join(p.strategy for p in now.provenance)
+                if now is not None
+                else "not in the top 10"
+            )
+            console.print(f"   {text!r}: {title}: was #{before}, now {found}")
+    console.print(
+        f"done in {time.perf_counter() - started:.0f} s. Next: `ltrr --index-prefix "
+        f"{settings.index_prefix} search QUERY`, `ltrr learn`, or the full catalog with "
+        "`ltrr ingest --music-dir DIR` (see the README)."
+    )
 
 
 @app.command()
@@ -335,7 +455,9 @@ def evaluate(
         list[str] | None,
         typer.Option("--combination", help="Strategies fused together, e.g. lexical+vector."),
     ] = None,
-    size: Annotated[int, typer.Option("--size", min=1, max=1000)] = 200,
+    size: Annotated[
+        int, typer.Option("--size", min=1, max=1000, help="Candidates per strategy.")
+    ] = 200,
     logged: Annotated[
         bool,
         typer.Option("--logged", help="Evaluate the rankers on held-out logged searches instead."),
@@ -365,9 +487,12 @@ def evaluate(
         )
         if logged_report.seen_in_training:
             err_console.print(
-                f"[yellow]note:[/] {learned.name if learned else 'the ranker'} may have trained "
-                f"on {logged_report.seen_in_training} of these searches; train with --holdout "
-                f"{holdout} for a clean comparison"
+                Text("note: ", style="yellow")
+                + Text(
+                    f"{learned.name if learned else 'the ranker'} may have trained on "
+                    f"{logged_report.seen_in_training} of these searches; train with --holdout "
+                    f"{holdout} for a clean comparison"
+                )
             )
         return
     if queries is None or qrels is None:
@@ -380,57 +505,82 @@ def evaluate(
         for name in combo:
             get_strategy(name)
     query_list, judgments = read_queries(queries), read_qrels(qrels)
-    context = _strategy_context(settings, catalog)
-    lexicon = load_lexicon(client, settings)
+    pipeline = _pipeline(settings, client, catalog)
     with _progress() as progress:
         task = progress.add_task("evaluate", total=len(query_list))
         report = run_evaluation(
+            pipeline,
             client,
-            context,
-            lexicon,
             query_list,
             judgments,
             names,
             combos,
             size,
             on_progress=lambda done: progress.update(task, completed=done),
-            rankers=[FusedRanker(), *([learned] if learned else [])],
+            rankers=[pipeline.fused, *([learned] if learned else [])],
+            out=out,
         )
+    truncated = (
+        f", {report.truncated_queries} cut to {settings.max_query_chars} characters"
+        if report.truncated_queries
+        else ""
+    )
     _print_rows(
         out,
         report,
         report.rows,
-        f"{report.judged_queries} judged queries of {report.queries}, size {report.size}, "
-        f"round trip p50 {report.round_trip_ms['p50']} ms",
+        f"{report.judged_queries} judged queries of {report.queries}{truncated}, size "
+        f"{report.size}, round trip p50 {report.round_trip_ms['p50']} ms",
     )
+    console.print(f"wrote the TREC runs to {out / 'runs'!s} and per_query.jsonl")
+
+
+PRINTED = {
+    "recall@10": "R@10",
+    "recall@100": "R@100",
+    "recall@all": "R@all",
+    "ndcg@10": "nDCG@10",
+    "map": "MAP",
+    "mrr": "MRR",
+}
+"""The columns the table prints (every metric is in metrics.json): they fit 80 columns."""
 
 
 def _print_rows(out: Path, report: BaseModel, rows: list[EvaluationRow], title: str) -> None:
     """Write the report to out/metrics.json and print its rows as a table."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    metrics = list(rows[0].metrics)
-    table = Table(
-        "strategy",
-        *(m.replace("recall", "R").replace("ndcg", "nDCG").replace("mrr", "MRR") for m in metrics),
-        "cands",
-        title=title,
-    )
+    metrics = [m for m in PRINTED if m in rows[0].metrics]
+    table = Table(title=title, padding=(0, 1))
+    table.add_column("strategy", no_wrap=True)  # names are what the table is read by
+    for metric in metrics:
+        table.add_column(PRINTED[metric], justify="right", no_wrap=True)
+    table.add_column("cands", justify="right", no_wrap=True)
     for row in rows:
         table.add_row(
-            row.name, *(f"{row.metrics[m]:.3f}" for m in metrics), f"{row.mean_candidates:.0f}"
+            row.name,
+            *(f"{row.metrics[m]:.3f}" for m in metrics),
+            f"{row.mean_candidates:.0f}",
         )
     console.print(table)
-    console.print(f"wrote {out / 'metrics.json'}")
+    console.print(f"wrote {out / 'metrics.json'!s} (every metric)")
 
 
-def _strategy_context(settings: LtrrSettings, catalog: CatalogSchema) -> StrategyContext:
-    return StrategyContext(
+def _pipeline(settings: LtrrSettings, client: OpenSearch, catalog: CatalogSchema) -> SearchPipeline:
+    """The serving pipeline over this catalog, for evaluate and simulate."""
+    context = StrategyContext(
         settings=settings,
         schema=catalog,
         encoder=load_encoder(),
         timeout_ms=settings.search_timeout_ms,
         max_query_chars=settings.max_query_chars,
+    )
+    return SearchPipeline(
+        catalog,
+        load_lexicon(client, settings),
+        context,
+        opensearch_retriever(client),
+        budget=settings.candidate_budget,
     )
 
 
@@ -459,8 +609,12 @@ def _judged_intents(
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option("--out", help="Directory for the report.")],
-    searches: Annotated[int, typer.Option("--searches", min=100, max=1_000_000)] = 20_000,
-    seed: Annotated[int, typer.Option("--seed")] = 7,
+    searches: Annotated[
+        int, typer.Option("--searches", min=100, max=1_000_000, help="Searches in the stream.")
+    ] = 20_000,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seeds the stream, the users and the policies.")
+    ] = 7,
     policies: Annotated[
         list[str] | None,
         typer.Option("--policies", help="Policies to compare (repeatable); default: all."),
@@ -476,16 +630,22 @@ def simulate(
     music_dir: Annotated[
         Path, typer.Option("--music-dir", help="Editorial playlists, without --queries.")
     ] = DEFAULT_MUSIC_DIR,
-    reset_memory_first: Annotated[
-        bool,
-        typer.Option(
-            "--reset-memory", help="Forget the catalog's observed memory first (it is shared)."
-        ),
-    ] = False,
+    budget: Annotated[
+        int | None,
+        typer.Option("--budget", min=1, max=5000, help="Candidate budget (default: settings)."),
+    ] = None,
+    ranker_every: Annotated[
+        int, typer.Option("--ranker-every", min=100, help="Searches between ranker trainings.")
+    ] = 2000,
+    dsjson: Annotated[
+        Path | None,
+        typer.Option("--dsjson", help="Also write LTR&R's decisions as VW DSJSON here."),
+    ] = None,
 ) -> None:
     """Simulated users search the real catalog; every policy serves the same stream side by
-    side. Writes summary.json, learning-curve plots and report.md. The run learns its own Q2E
-    memory in the catalog and restores the predicted priors when it ends."""
+    side through the serving pipeline, and learns from its own traffic only. Writes
+    summary.json, report.md and plots. The memory it writes (each policy its own namespace) is
+    removed when it ends; the catalog's own memory is never touched."""
     settings, client = state.settings(), state.client()
     names = policies or policy_names()
     for name in names:
@@ -494,61 +654,51 @@ def simulate(
     judged = _judged_intents(catalog, queries, qrels, music_dir)
     if judged_only and not judged:
         raise LtrrError("--judged-only needs judged queries (--queries and --qrels)")
-    observed = observed_entities(client, settings)
-    if observed and not reset_memory_first:
-        raise LtrrError(
-            f"{observed} entities hold memory learned from real engagement; the simulation "
-            "would learn over it and forget it at the end. Run it on its own --index-prefix, "
-            "or pass --reset-memory"
-        )
-    if observed:
-        reset_memory(client, settings, catalog)
     world = build_world(
         list(catalog_entities(client, settings, catalog)),
         judged,
         seed=seed,
         mix={"topical": 1.0} if judged_only else None,
     )
-    context = _strategy_context(settings, catalog)
-    lexicon = load_lexicon(client, settings)
-    try:
-        with _progress() as progress:
-            task = progress.add_task("simulate", total=searches)
+    if budget is not None:
+        settings = settings.model_copy(update={"candidate_budget": budget})
+    pipeline = _pipeline(settings, client, catalog)
+    with _progress() as progress:
+        task = progress.add_task("simulate", total=searches)
 
-            def advance(phase: str, done: int, total: int) -> None:
-                progress.update(task, description=phase, completed=done, total=total)
+        def advance(phase: str, done: int, total: int) -> None:
+            progress.update(task, description=phase, completed=done, total=total)
 
-            summary, runs = run_simulation(
+        with _terminated_like_interrupted():
+            summary, simulation = run_simulation(
                 client,
-                context,
-                lexicon,
+                pipeline,
                 world,
                 names,
                 searches,
                 seed=seed,
-                extractor=FeatureExtractor(catalog),
+                ranker_every=ranker_every,
                 on_progress=advance,
             )
-    finally:
-        reset_memory(client, settings, catalog)
-    write_report(summary, runs, out)
+    write_report(summary, simulation.runs, out)
+    if dsjson is not None:
+        lines = write_dsjson(simulation.logged, dsjson)
+        console.print(f"wrote {lines} decisions as DSJSON to {dsjson!s}")
+    console.print(verdict(summary), soft_wrap=True)
     table = Table(
-        "policy",
-        "success@10",
-        "last 20%",
-        "recall",
-        "cands/query",
-        "p50 ms",
-        "p95 ms",
-        "regret",
-        title=f"{searches} searches, seed {seed}, {summary.seconds:.0f} s",
+        title=f"{summary.parameters['searches']} searches, seed {seed}, {summary.seconds:.0f} s; "
+        "success@10: whole run, last 20%, and last 20% ranked by the fused score"
     )
+    table.add_column("policy", no_wrap=True)
+    for header in ("S@10", "last", "fused", "recall", "cands", "p50 ms", "p95 ms", "regret"):
+        table.add_column(header, justify="right")
     for name, policy in summary.policies.items():
         whole, tail = policy.whole_run, policy.last_20_percent
         table.add_row(
             name,
             f"{whole.success_at_10:.3f}",
             f"{tail.success_at_10:.3f}",
+            f"{policy.retrieval_alone_last_20_percent.success_at_10:.3f}",
             f"{whole.candidate_recall:.3f}",
             f"{whole.candidates_per_query:.0f}",
             str(whole.latency_ms_p50),
@@ -556,7 +706,9 @@ def simulate(
             f"{whole.cumulative_regret:.0f}",
         )
     console.print(table)
-    console.print(f"wrote {out / 'summary.json'}, {out / 'report.md'} and the plots")
+    console.print(f"wrote {out / 'summary.json'!s}, report.md and the plots")
+    if not summary.complete:
+        raise LtrrError(f"the simulation stopped early: {summary.error} (partial report written)")
 
 
 @app.command("train-ranker")
@@ -601,19 +753,26 @@ def train_ranker_command(
         f"{counts.searches} logged searches: {counts.groups} with impressions and this catalog's "
         f"features, {counts.engaged_groups} engaged; trained on {report.train_searches}, "
         f"validated on {report.validation_searches}, held out {report.held_out_searches} "
-        f"({report.rows} shown results)",
-        markup=False,
+        f"({report.rows} shown results)"
     )
     table = Table("ranking", "nDCG@10", "MRR", title="validation searches")
     for name, metrics in report.validation.items():
         table.add_row(name, f"{metrics['ndcg@10']:.3f}", f"{metrics['mrr']:.3f}")
     console.print(table)
     top = ", ".join(f"{name} {gain:.0f}" for name, gain in list(report.importance_gain.items())[:8])
-    console.print(f"top features by gain: {top}", markup=False)
-    verdict = "[green]promoted[/]" if decision.promote else "[yellow]not promoted[/]"
+    console.print(f"top features by gain: {top}")
+    verdict = (
+        Text("promoted", style="green")
+        if decision.promote
+        else Text("not promoted", style="yellow")
+    )
     console.print(
-        f"stored ranker {record.name} v{record.version} ({report.best_iteration} trees, "
-        f"{report.training_seconds:.1f} s): {verdict}, {escape(decision.reason)}"
+        Text(
+            f"stored ranker {record.name} v{record.version} ({report.best_iteration} trees, "
+            f"{report.training_seconds:.1f} s): "
+        )
+        + verdict
+        + Text(f", {decision.reason}")
     )
 
 
@@ -627,7 +786,7 @@ def search(
     user: Annotated[
         str | None, typer.Option("--user", help="User id (for personal context).")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 10,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Results to show.")] = 10,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full response as JSON.")
     ] = False,
@@ -669,7 +828,7 @@ def search(
         )
     console.print(table)
     for strategy, error in response.errors.items():
-        err_console.print(f"[yellow]partial:[/] {strategy} failed: {error}")
+        err_console.print(Text("partial: ", style="yellow") + Text(f"{strategy} failed: {error}"))
     console.print(" ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items()))
 
 
@@ -706,7 +865,7 @@ def feedback(
         for rejection in receipt.rejected
     ]
     for _, problem in sorted(problems):
-        err_console.print(f"rejected {problem}", markup=False)
+        err_console.print(f"rejected {problem}")
     if problems:
         raise typer.Exit(1)
 
@@ -823,8 +982,8 @@ def models_list(
             record.status,
             "yes" if live.get(record.kind) == record.version else "",
             f"{record.created_at:%Y-%m-%d %H:%M:%S}",
-            escape(record.trained_by),
-            escape(record.reason),
+            record.trained_by,
+            record.reason,
         )
     console.print(table)
 
@@ -838,7 +997,7 @@ def models_promote(
     model_kind = _kind(kind)
     store = ModelStore(state.client(), state.settings())
     record = store.promote(model_kind, _model_name(model_kind), version, "promoted by an operator")
-    console.print(f"{escape(record.label)} is live")
+    console.print(f"{record.label} is live")
 
 
 @models_app.command("rollback")
@@ -847,7 +1006,7 @@ def models_rollback(kind: KindArgument) -> None:
     model_kind = _kind(kind)
     store = ModelStore(state.client(), state.settings())
     record = store.rollback(model_kind, _model_name(model_kind), "rolled back by an operator")
-    console.print(f"{escape(record.label)} is live again")
+    console.print(f"{record.label} is live again")
 
 
 @models_app.command("export")
@@ -866,9 +1025,7 @@ def models_export(
         path = out / f"{kind}-{record.name}-v{record.version}.bin"
         out.mkdir(parents=True, exist_ok=True)
         path.write_bytes(blob)
-        console.print(
-            f"wrote {escape(str(path))} ({record.size_bytes} bytes, sha256 {record.sha256})"
-        )
+        console.print(f"wrote {path!s} ({record.size_bytes} bytes, sha256 {record.sha256})")
 
 
 datasets_app = typer.Typer(help="Judged query sets and documents from the shared data.")
@@ -894,7 +1051,7 @@ def datasets_convert(
     elif name == "editorial":
         queries, qrels, problems = editorial_judgments(source or DEFAULT_MUSIC_DIR)
         for problem in problems:
-            err_console.print(f"skipped {problem}", highlight=False, markup=False)
+            err_console.print(f"skipped {problem}")
     else:
         raise LtrrError(f"unknown collection {name!r}: expected cranfield, cisi or editorial")
     written_queries = write_queries(out / "queries.tsv", queries)

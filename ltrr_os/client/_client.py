@@ -13,10 +13,8 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -29,11 +27,9 @@ from ..catalog import catalog_schema, load_lexicon
 from ..config import LtrrSettings
 from ..embedding import Encoder, load_encoder
 from ..feedback import (
-    CandidateList,
     FeedbackEvent,
     ProfileCache,
     ProfileStore,
-    SearchRecord,
     SpoolRecord,
     claim_spool,
     deliver_unclaimed,
@@ -43,26 +39,17 @@ from ..feedback import (
 from ..learning import Learner, LearnerConfig, LearnerReport
 from ..models import RANKER_NAME, ModelStore, live_ranker
 from ..opensearch import connect, opensearch_error
+from ..pipeline import SearchPipeline, opensearch_retriever
 from ..policy import (
     DEFAULT_POLICY_NAME,
-    Decision,
-    DecisionContext,
     Policy,
-    RulePolicy,
-    StrategyOption,
-    TimeContext,
     new_default_policy,
     policy_from_bytes,
 )
 from ..ranking import (
-    FeatureExtractor,
-    FeatureMatrix,
-    FusedRanker,
     Ranker,
-    union_candidates,
 )
-from ..strategies import StrategyContext, retrieve, strategies
-from ..understanding import understand
+from ..strategies import StrategyContext
 from ._models import (
     FeedbackReceipt,
     FeedbackRejection,
@@ -109,30 +96,31 @@ class LTRRClient:
             self._lexicon = load_lexicon(self._os, settings)
         except TransportError as exc:
             raise opensearch_error(exc, settings.opensearch_url) from None
-        self._strategy_context = StrategyContext(
+        strategy_context = StrategyContext(
             settings=settings,
             schema=schema,
             encoder=encoder or load_encoder(),
             timeout_ms=settings.search_timeout_ms,
             max_query_chars=settings.max_query_chars,
         )
-        # Attribute slots (genre, era, mood...) describe taste; names (artist) do not generalise.
-        self._slot_fields = {s: f for s, f in schema.slots.items() if f in schema.keyword_fields}
-        self._features = FeatureExtractor(schema)
-        self._fused = FusedRanker()
-        self._fallback = RulePolicy()
+        self._pipeline = SearchPipeline(
+            schema,
+            self._lexicon,
+            strategy_context,
+            opensearch_retriever(self._os),
+            budget=settings.candidate_budget,
+        )
         self._models = ModelStore(self._os, settings)
         self._profiles = ProfileCache(ProfileStore(self._os, settings), settings.profile_cache_s)
         self._fixed_policy, self._fixed_ranker = policy is not None, ranker is not None
         self.policy: Policy = policy or new_default_policy()
-        self.ranker: Ranker = ranker or self._fused
+        self.ranker: Ranker = ranker or self._pipeline.fused
         self._loaded: dict[str, int | None] = {"policy": None, "ranker": None}
         self._reload_lock = threading.Lock()
         self.reload_models()
         self._seen_events: OrderedDict[str, None] = OrderedDict()
         self._seen_lock = threading.Lock()
         self._spool = claim_spool(settings.spool_dir)
-        self._spool.deliver(self._os)
         self._spool.start_delivery(lambda: self._os)
         self._stop = threading.Event()
         self._threads = [
@@ -150,8 +138,8 @@ class LTRRClient:
         for thread in self._threads:
             thread.start()
         # Pay one-off costs (tagger index, encoder session) now, not in the first search.
-        understand("warm up", self._lexicon)
-        self._strategy_context.encoder.encode_one("warm up")
+        self._pipeline.understand("warm up")
+        strategy_context.encoder.encode_one("warm up")
 
     # -- search ------------------------------------------------------------------------------
 
@@ -164,107 +152,58 @@ class LTRRClient:
         if not isinstance(context, SearchContext):
             raise QueryError(f"context must be a SearchContext, not {type(context).__name__}")
         text = self._check(query, limit)
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-        understood = understand(text, self._lexicon)
-        timings["understand"] = _since(clock)
-        clock = time.perf_counter()
-        moment = context.timestamp or datetime.now(UTC)
-        decision_context = DecisionContext(
-            query=understood,
+        served = self._pipeline.search(
+            text,
+            policy=self.policy,
+            ranker=self.ranker,
             user=self._profiles.get(context.user_id),
-            time=TimeContext.at(moment),
-            options=[
-                StrategyOption(
-                    strategy=name, source_type=s.source_type, applicable=s.applicable(understood)
-                )
-                for name, s in strategies().items()
-            ],
-            budget=self.settings.candidate_budget,
-        )
-        decision = self._decide(decision_context)
-        timings["decide"] = _since(clock)
-        search_id = uuid.uuid4().hex
-        clock = time.perf_counter()
-        strategy_context = replace(
-            self._strategy_context, exploration_seed=int(search_id[:7], 16), now=moment
-        )
-        retrieval = retrieve(self._os, decision.plan, understood, strategy_context)
-        timings["retrieve"] = _since(clock)
-        timings["round_trip"] = retrieval.round_trip_ms
-        timings["opensearch"] = float(
-            max((r.took_ms for r in retrieval.results.values()), default=0)
+            moment=context.timestamp or datetime.now(UTC),
+            limit=limit,
         )
         clock = time.perf_counter()
-        union = union_candidates(
-            {
-                name: [(c.id, c.score, c.source) for c in result.candidates]
-                for name, result in retrieval.results.items()
-            }
-        )
-        features = self._features.extract(understood, union, decision_context.user)
-        ranker, scores = self._rank(features)
-        order = sorted(range(len(union)), key=lambda i: (-scores[i], union[i].id))[:limit]
-        results = [
-            SearchResult(
-                id=union[i].id,
-                rank=rank,
-                score=round(scores[i], 6),
-                entity_type=union[i].source.get("entity_type"),
-                title=union[i].source.get("title"),
-                source=union[i].source,
-                provenance=union[i].provenance,
-            )
-            for rank, i in enumerate(order, start=1)
-        ]
-        timings["rank"] = _since(clock)
-        clock = time.perf_counter()
-        record = SearchRecord(
-            search_id=search_id,
-            text=text,
-            timestamp=moment,
+        record = served.record(
             user_id=context.user_id,
             session_id=context.session_id,
-            context=decision_context,
-            decision=decision,
-            candidates={
-                name: CandidateList(
-                    ids=[c.id for c in r.candidates], failed=r.error is not None or r.timed_out
-                )
-                for name, r in retrieval.results.items()
-                if not r.skipped
-            },
-            results=[r.id for r in results],
-            attributes={r.id: self._attributes(r.source) for r in results},
-            ranker=ranker,
-            feature_version=features.schema.version,
-            features=features.logged(order),
+            slot_fields=self._pipeline.slot_fields,
         )
         self._spool.append(
             [
                 SpoolRecord(
                     index=self.settings.index_name("ubi_queries"),
-                    doc_id=search_id,
+                    doc_id=served.search_id,
                     document=ubi_query(self.settings, record),
                 )
             ]
         )
-        timings["log"] = _since(clock)
-        timings["total"] = _since(started)
+        timings = {**served.timings_ms, "log": _since(clock), "total": _since(started)}
+        retrieval = served.retrieval
         return SearchResponse(
-            search_id=search_id,
+            search_id=served.search_id,
             query=text,
-            results=results,
-            candidates=len(union),
-            decision=decision,
-            understanding=Understanding(features=understood.features, readings=understood.readings),
+            results=[
+                SearchResult(
+                    id=served.union[i].id,
+                    rank=rank,
+                    score=round(served.ranking.scores[i], 6),
+                    entity_type=served.union[i].source.get("entity_type"),
+                    title=served.union[i].source.get("title"),
+                    source=served.union[i].source,
+                    provenance=served.union[i].provenance,
+                )
+                for rank, i in enumerate(served.ranking.order, start=1)
+            ],
+            candidates=len(served.union),
+            decision=served.decision,
+            understanding=Understanding(
+                features=served.query.features, readings=served.query.readings
+            ),
             partial=retrieval.partial,
             errors={
                 n: r.error or "timed out"
                 for n, r in retrieval.results.items()
                 if r.error or r.timed_out
             },
-            ranker=ranker,
+            ranker=served.ranking.ranker,
             timings_ms=timings,
         )
 
@@ -286,43 +225,6 @@ class LTRRClient:
             raise QueryError(f"limit must be an integer from 1 to {self.settings.max_results}")
         return text
 
-    def _rank(self, features: FeatureMatrix) -> tuple[str, list[float]]:
-        """Scores from the current ranker, or the fused ranker's if it fails; and the name of
-        the ranker that scored."""
-        ranker = self.ranker
-        try:
-            return ranker.name, ranker.score_features(features).tolist()
-        except Exception:
-            log.exception("ranker %s failed; the fused ranker ranks instead", ranker.name)
-            return self._fused.name, self._fused.score_features(features).tolist()
-
-    def _decide(self, context: DecisionContext) -> Decision:
-        """The policy's plan; the rule policy's when it fails or plans more candidates than the
-        budget (any policy may be plugged in; the budget holds for all)."""
-        policy = self.policy
-        try:
-            decision = policy.decide(context)
-        except Exception:
-            log.exception("policy %s failed to decide; the rule policy decides", policy.name)
-            return self._fallback.decide(context)
-        if decision.candidate_cost > context.budget:
-            log.warning(
-                "policy %s planned %d candidates, over the budget of %d; the rule policy decides",
-                policy.name,
-                decision.candidate_cost,
-                context.budget,
-            )
-            return self._fallback.decide(context)
-        return decision
-
-    def _attributes(self, source: Mapping[str, Any]) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {}
-        for slot, field in self._slot_fields.items():
-            value = source.get(field)
-            if value:
-                found[slot] = [str(v) for v in value] if isinstance(value, list) else [str(value)]
-        return found
-
     # -- learned state -----------------------------------------------------------------------
 
     def reload_models(self) -> None:
@@ -342,7 +244,9 @@ class LTRRClient:
                 self.policy = self._live_policy()
                 self._loaded["policy"] = live["policy"]
             if "ranker" in live and live["ranker"] != self._loaded["ranker"]:
-                self.ranker = live_ranker(self._models, self._features) or self._fused
+                self.ranker = (
+                    live_ranker(self._models, self._pipeline.features) or self._pipeline.fused
+                )
                 self._loaded["ranker"] = live["ranker"]
                 log.info("ranking with %s", self.ranker.name)
 
@@ -361,7 +265,7 @@ class LTRRClient:
             log.info("deciding with policy %s v%d", policy.name, policy.version)
             return policy
         log.error("no promoted policy version loads; the rule policy decides")
-        return self._fallback
+        return self._pipeline.fallback
 
     def _watch_models(self) -> None:
         while not self._stop.wait(self.settings.model_reload_s):
@@ -482,11 +386,14 @@ class LTRRClient:
         return self._spool.deliver(self._os).pending
 
     def close(self) -> None:
-        """Stop the threads, deliver the spool, hand the learner's lease back."""
+        """Stop the threads, deliver the spool, hand the learner's lease back: all within
+        `request_timeout_s` (what cannot be delivered by then stays in the spool, for the next
+        process that takes its slot)."""
+        deadline = time.monotonic() + self.settings.request_timeout_s
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=10.0)
-        self._spool.close(self._os)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._spool.close(self._os, timeout_s=max(0.1, deadline - time.monotonic()))
 
     def __enter__(self) -> LTRRClient:
         return self

@@ -15,9 +15,9 @@ _ID = r"^[A-Za-z0-9._:@/+=-]{1,128}$"
 
 
 class SearchContext(BaseModel):
-    """Who searches and when; all optional."""
+    """Who searches and when; all optional. Checked when built and whenever a field is set."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     user_id: str | None = Field(default=None, pattern=_ID)
     session_id: str | None = Field(default=None, pattern=_ID)

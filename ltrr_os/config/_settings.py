@@ -28,6 +28,14 @@ _INDEX_PREFIX = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _config_file: ContextVar[Path | None] = ContextVar("ltrr_config_file", default=None)
 
 
+_USERINFO = re.compile(r"[^\s/@]+@")
+
+
+def redact_url(text: str) -> str:
+    """The text with whatever stands before an '@' in a URL (user, password) replaced by ***."""
+    return _USERINFO.sub("***@", text)
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "ltrr-os"
@@ -97,14 +105,14 @@ class LtrrSettings(BaseSettings):
         if not urls:
             raise ValueError("no OpenSearch URL given")
         for url in urls:
-            if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+            if "@" in url:
                 # Not echoed: it holds a password. Credentials in a URL end up in logs and output.
                 raise ValueError(
                     "credentials in the URL are not accepted; set username and password "
                     "(LTRR_USERNAME, LTRR_PASSWORD) instead"
                 )
             if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", url):
-                raise ValueError(f"not an http(s) URL: {url!r}")
+                raise ValueError(f"not an http(s) URL: {redact_url(url)!r}")
         return ",".join(urls)
 
     @field_validator("index_prefix")

@@ -14,7 +14,7 @@ from ._datasets import (
 from ._evaluate import MEASURES, EvaluationReport, EvaluationRow, evaluate
 from ._logged import LoggedEvaluationReport, evaluate_logged
 from ._ope import LoggedRound, OffPolicyEstimate, estimate
-from ._report import write_report
+from ._report import verdict, write_dsjson, write_report
 from ._simulate import (
     CurvePoint,
     PolicyMetrics,
@@ -51,7 +51,9 @@ __all__ = [
     "read_qrels",
     "read_queries",
     "simulate",
+    "verdict",
     "write_documents",
+    "write_dsjson",
     "write_qrels",
     "write_queries",
     "write_report",

@@ -1,27 +1,26 @@
-"""`ltrr simulate`: an online benchmark on the real catalog, every policy side by side.
+"""`ltrr simulate`: an online benchmark on the real catalog, every policy side by side, each
+through the serving pipeline and the learning rules that serve.
 
-Every policy faces the same stream of simulated searches (same seed) on the same node, and the
-same simulated users (common random numbers: a user facing the same results behaves the same).
-Before the stream starts, every strategy runs once per distinct query text at the largest size
-any policy may draw, in one `_msearch/template`; a policy's plan is then served by the top of
-each list it chose, which is what a smaller request returns (strategies rank deterministically,
-ties by id). Lists are kept for the whole run, except the memory strategy's, fetched again once
-an engagement changed the memory of its query. (An update also decays the entity's scores for
-other queries; their lists see it when their own memory changes.) The exploration strategy is
-seeded per query text: a query explores the same long tail throughout a run.
+Every policy faces the same stream of simulated searches (same seed) and the same simulated
+users (common random numbers: a user facing the same results behaves the same). Each search of
+each policy runs `SearchPipeline.search` (understand, decide, retrieve, union, features, rank),
+as `LTRRClient.search` does; what the user did teaches that policy's own state by the rules
+the learner applies (`LearningRules`): the bandit learns from the logged decision once the
+search is shown, the Q2E memory from the engagements (its own namespace: a policy learns only
+what its own traffic found), the user profiles, and a LambdaMART ranker retrained every
+`ranker_every` searches on that policy's own logs.
 
-Reproducibility: the same seed gives the same stream and the same user behaviour. Figures also
-depend on the catalog's BM25 statistics, which count the old versions of entities whose memory
-changed until OpenSearch merges them away (it retains soft deletes for a while), so two runs on
-the same catalog differ slightly. Latency is measured for real: every
-`latency_every` searches, each policy's own plan runs as its own `_msearch/template`.
+Two results per policy and search: the whole system (its plan, its memory, its ranker), and
+its retrieval alone (the same candidates ranked by the fused score, shown to the same user with
+the same random numbers), so the ranker's share of a lead is visible.
 
-The Q2E memory is shared infrastructure: it learns from the engagements of the system under test
-(the first learned policy, `ltrr` by default) and every policy reads the same memory. Baselines
-thus benefit from what LTR&R's traffic taught the memory, which makes the comparison conservative.
-The system under test also ranks with LambdaMART, retrained every `ranker_every` searches on the
-results it showed and what the users did with them, as `ltrr train-ranker` does from the logs;
-the other policies rank with the fused score.
+Speed comes from under the pipeline (`CachedRetriever`: each strategy's list fetched once per
+query text at the largest size, and plans served from its top; memory lists fetched again when
+their memory changed), never from a second implementation. Latency is real: every
+`latency_every` searches, each policy's plan runs as its own `_msearch/template`.
+
+The run writes each policy's memory under its own namespace in the catalog and removes it all
+when it ends, however it ends; the deployment's own memory is never touched.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import random
 import statistics
 import time
 import zlib
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -44,12 +43,12 @@ from opensearchpy import OpenSearch
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from .._errors import LtrrError
-from ..feedback import CandidateList, Profile
-from ..learning import outcome_of
-from ..memory import MemoryBatch, MemoryUpdate, apply_memory
+from .._errors import LtrrError, OpenSearchUnavailableError
+from ..feedback import Profile
+from ..learning import LearningRules, LoggedEvent, LoggedSearch
+from ..memory import MemoryBatch, MemoryUpdate, apply_memory, forget_namespaces
+from ..pipeline import CachedRetriever, SearchPipeline, Served
 from ..policy import (
-    ENGAGEMENT_WEIGHTS,
     SIZE_LEVELS,
     Decision,
     DecisionContext,
@@ -61,24 +60,18 @@ from ..policy import (
     RulePolicy,
     SingleStrategyPolicy,
     StrategyChoice,
-    StrategyOption,
-    TimeContext,
 )
 from ..policy import BanditConfig as PerStrategyConfig
 from ..ranking import (
     GRADES,
-    FeatureExtractor,
-    FusedRanker,
     LambdaMARTRanker,
     LoggedSearches,
     Matrix,
     Ranker,
     TrainConfig,
     fit_ranker,
-    union_candidates,
 )
-from ..strategies import Retrieval, Strategy, StrategyContext, retrieve, strategies
-from ..understanding import Lexicon, UnderstoodQuery, understand
+from ..strategies import retrieve, strategies
 from ._ope import LoggedRound, OffPolicyEstimate, estimate
 from ._world import Engagement, SimulatedSearch, World
 
@@ -87,11 +80,9 @@ SHOWN = 10
 COST_PER_CANDIDATE = 0.002
 ORACLE = "oracle"
 CURVE_BLOCK = 1000
-FETCH_TIMEOUT_MS = 30_000
-FETCH_ATTEMPTS = 3
 LEARNED = ("ltrr", "ltrr-per-strategy")
-Hit = tuple[str, float, dict[str, Any]]
-Plan = tuple[tuple[str, int], ...]
+SYSTEM = "whole system"
+ALONE = "retrieval alone"
 
 
 class PolicyMetrics(BaseModel):
@@ -117,6 +108,8 @@ class CurvePoint(BaseModel):
 class PolicySummary(BaseModel):
     whole_run: PolicyMetrics
     last_20_percent: PolicyMetrics
+    retrieval_alone: PolicyMetrics = Field(description="same candidates, ranked by the fused score")
+    retrieval_alone_last_20_percent: PolicyMetrics
     learning_curve: list[CurvePoint] = Field(default_factory=list)
     explored_share: float = 0.0
     ranker: str = "fused"
@@ -126,9 +119,11 @@ class SimulationSummary(BaseModel):
     parameters: dict[str, Any]
     versions: dict[str, str]
     policies: dict[str, PolicySummary]
-    off_policy: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    rankers_trained: list[dict[str, Any]] = Field(default_factory=list)
+    off_policy: dict[str, dict[str, OffPolicyEstimate]] = Field(default_factory=dict)
+    rankers_trained: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     seconds: float = 0.0
+    complete: bool = Field(default=True, description="False: the run stopped early (error)")
+    error: str | None = None
 
 
 @dataclass
@@ -144,17 +139,6 @@ class Round:
 
 
 @dataclass(frozen=True)
-class Served:
-    """What serving one search with one policy produced."""
-
-    round: Round
-    engaged: dict[str, float]
-    context: DecisionContext
-    decision: Decision
-    decide_ms: float
-
-
-@dataclass(frozen=True)
 class Logged:
     """A decision of the system under test as its logs hold it, with the rewards it earned."""
 
@@ -164,46 +148,48 @@ class Logged:
     recall: float
 
 
-@dataclass(frozen=True)
-class _Group:
-    """The results one search showed and the user examined, as a training group."""
-
-    features: Matrix
-    labels: list[int]
-    positions: list[int]
-    search_id: str
-    timestamp: datetime
-
-
 @dataclass
 class RankerTraining:
-    """The shown results of the newest `window` searches with their labels and positions, and
-    the LambdaMART models trained on them."""
+    """The shown results of a policy's newest `window` searches, labelled by what the users
+    did, as `ltrr train-ranker` reads them from the logs; and the models trained on them."""
 
-    extractor: FeatureExtractor
     every: int
     window: int = 10_000
-    groups: deque[_Group] = field(default_factory=deque)
+    groups: deque[tuple[Matrix, list[int], list[int], datetime]] = field(default_factory=deque)
     reports: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, group: _Group) -> None:
-        self.groups.append(group)
+    def add(self, served: Served, events: Sequence[Engagement]) -> None:
+        grades: dict[str, int] = {}
+        for event in events:
+            grades[event.object_id] = max(
+                GRADES.get(event.action, 0), grades.get(event.object_id, 0)
+            )
+        shown = served.shown
+        rows = [position for position, item in enumerate(shown) if item in grades]
+        if not rows:
+            return
+        order = served.ranking.order
+        features = served.features.values[[order[row] for row in rows]]
+        self.groups.append(
+            (features, [grades[shown[r]] for r in rows], [r + 1 for r in rows], served.moment)
+        )
         if len(self.groups) > self.window:
             self.groups.popleft()
 
-    def train(self, seed: int) -> LambdaMARTRanker | None:
+    def train(self, pipeline: SearchPipeline, seed: int) -> LambdaMARTRanker | None:
         """A model on the groups so far, or None while too few searches had engagement."""
+        schema = pipeline.features.schema
         data = LoggedSearches(
-            schema=self.extractor.schema,
-            features=np.vstack([g.features for g in self.groups]),
-            labels=np.asarray([x for g in self.groups for x in g.labels], dtype=np.int32),
-            positions=np.asarray([p for g in self.groups for p in g.positions], dtype=np.int32),
-            sizes=[len(g.labels) for g in self.groups],
-            search_ids=[g.search_id for g in self.groups],
-            timestamps=[g.timestamp for g in self.groups],
+            schema=schema,
+            features=np.vstack([g[0] for g in self.groups]),
+            labels=np.asarray([x for g in self.groups for x in g[1]], dtype=np.int32),
+            positions=np.asarray([p for g in self.groups for p in g[2]], dtype=np.int32),
+            sizes=[len(g[1]) for g in self.groups],
+            search_ids=[f"g{i}" for i in range(len(self.groups))],
+            timestamps=[g[3] for g in self.groups],
         )
         try:
-            booster, report = fit_ranker(data, TrainConfig(seed=seed), logged=len(self.groups))
+            booster, report = fit_ranker(data, TrainConfig(seed=seed, threads=1))
         except LtrrError:
             return None
         report = report.model_copy(update={"version": len(self.reports) + 1})
@@ -218,27 +204,48 @@ class RankerTraining:
                 },
             }
         )
-        return LambdaMARTRanker(booster, self.extractor, report)
+        return LambdaMARTRanker(booster, pipeline.features, report)
+
+
+class OraclePolicy(Policy):
+    """Knows what the user wants: draws the cheapest single strategy and size that retrieves a
+    wanted item (nothing when none does). The reference of regret; set per search."""
+
+    name = ORACLE
+
+    def __init__(self) -> None:
+        self.plan: dict[str, int] = {}
+
+    def decide(self, context: DecisionContext) -> Decision:
+        return Decision(
+            policy=self.name,
+            choices=[
+                StrategyChoice(
+                    strategy=o.strategy, size=self.plan.get(o.strategy, 0), probability=1.0
+                )
+                for o in context.options
+            ],
+        )
 
 
 @dataclass
 class PolicyRun:
-    """One policy under test, with its own user profiles and ranker."""
+    """One policy under test, with its own memory namespace, profiles and ranker."""
 
     name: str
-    policy: Policy | None
+    policy: Policy
     learns: bool
-    ranker: Ranker = field(default_factory=FusedRanker)
+    namespace: str
+    fused: Ranker
+    training: RankerTraining
+    ranker: Ranker | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)
+    rounds: list[Round] = field(default_factory=list)
+    alone: list[Round] = field(default_factory=list)
+    memory: list[MemoryUpdate] = field(default_factory=list)
 
     def profile(self, user_id: str) -> Profile:
         return self.profiles.setdefault(user_id, Profile(user_id=user_id))
-
-    rounds: list[Round] = field(default_factory=list)
-    training: RankerTraining | None = None
-    shown: dict[str, tuple[int, Plan, list[str], bool]] = field(default_factory=dict)
-    """Per query text: (lists version, plan, shown, recall) of a fixed ranker's last serving,
-    reused while neither the lists nor the plan change."""
 
 
 def policy_names() -> list[str]:
@@ -246,8 +253,8 @@ def policy_names() -> list[str]:
     return [*strategies(), "all", "rule", *LEARNED, ORACLE]
 
 
-def make_policy(name: str, seed: int) -> tuple[Policy | None, bool]:
-    """A policy by name and whether it learns; the oracle has no policy (it knows the answer)."""
+def make_policy(name: str, seed: int) -> tuple[Policy, bool]:
+    """A policy by name and whether it learns."""
     if name in strategies():
         return SingleStrategyPolicy(name, MAX_SIZE), False
     if name == "all":
@@ -260,8 +267,14 @@ def make_policy(name: str, seed: int) -> tuple[Policy | None, bool]:
         config = PerStrategyConfig(name=name, exploration="squarecb", seed=seed)
         return PerStrategyBandit(config), True
     if name == ORACLE:
-        return None, False
+        return OraclePolicy(), False
     raise LtrrError(f"unknown policy {name!r}; known: {', '.join(policy_names())}")
+
+
+def _reads_memory(name: str) -> bool:
+    """Whether a policy's plans may draw from the memory strategy (single strategies other
+    than memory never do: they need no memory of their own)."""
+    return name not in strategies() or strategies()[name].source_type == "memory"
 
 
 def _ndcg(shown: Sequence[str], wanted: frozenset[str]) -> float:
@@ -270,11 +283,12 @@ def _ndcg(shown: Sequence[str], wanted: frozenset[str]) -> float:
     return gains / ideal if ideal else 0.0
 
 
-def _oracle_plan(lists: Mapping[str, Sequence[Hit]], wanted: frozenset[str]) -> dict[str, int]:
-    """The cheapest single strategy and size level that retrieves a wanted item (or nothing)."""
+def oracle_plan(lists: Mapping[str, Sequence[str]], wanted: frozenset[str]) -> dict[str, int]:
+    """The cheapest single strategy and size level whose list holds a wanted item (nothing when
+    none does)."""
     best: tuple[int, str] | None = None
-    for name, hits in lists.items():
-        rank = next((r for r, hit in enumerate(hits, start=1) if hit[0] in wanted), None)
+    for name, ids in lists.items():
+        rank = next((r for r, item in enumerate(ids, 1) if item in wanted), None)
         if rank is not None:
             level = min(size for size in SIZE_LEVELS if size >= rank)
             best = min(best or (level, name), (level, name))
@@ -283,71 +297,6 @@ def _oracle_plan(lists: Mapping[str, Sequence[Hit]], wanted: frozenset[str]) -> 
 
 def _reward(round_: Round) -> float:
     return float(round_.recall) - COST_PER_CANDIDATE * round_.candidates
-
-
-class _RetrievalCache:
-    """Full-size strategy lists per query text, each text with a version that changes when its
-    memory list does."""
-
-    def __init__(self, client: OpenSearch, context: StrategyContext) -> None:
-        self._client = client
-        self._context = replace(context, timeout_ms=max(context.timeout_ms, FETCH_TIMEOUT_MS))
-        self._memory_strategies = {
-            name for name, s in strategies().items() if s.source_type == "memory"
-        }
-        self._lists: dict[str, dict[str, list[Hit]]] = {}
-        self._texts_of_key: dict[str, set[str]] = defaultdict(set)
-        self.versions: dict[str, int] = defaultdict(int)
-        self.opensearch_calls = 0
-
-    def lists(self, text: str, query: UnderstoodQuery) -> dict[str, list[Hit]]:
-        cached = self._lists.setdefault(text, {})
-        missing = {name: MAX_SIZE for name in strategies() if name not in cached}
-        if missing:
-            seed = zlib.crc32(text.encode()) & 0x7FFFFFFF
-            context = replace(self._context, exploration_seed=seed)
-            retrieval = self._complete(missing, query, context)
-            for name in missing:
-                result = retrieval.results.get(name)
-                hits = result.candidates if result is not None else []
-                cached[name] = [(c.id, c.score, c.source) for c in hits]
-            for key in query.memory_keys:
-                self._texts_of_key[key].add(text)
-        return cached
-
-    def _complete(
-        self, plan: Mapping[str, int], query: UnderstoodQuery, context: StrategyContext
-    ) -> Retrieval:
-        """The full lists, however long they take: a list cut short by a timeout or a failed
-        shard would skew every policy that draws from it for the rest of the run."""
-        for _ in range(FETCH_ATTEMPTS):
-            retrieval = retrieve(self._client, plan, query, context)
-            self.opensearch_calls += 1
-            if not retrieval.partial:
-                return retrieval
-        failed = {
-            name: result.error or "timed out"
-            for name, result in retrieval.results.items()
-            if result.error or result.timed_out
-        }
-        raise LtrrError(f"strategies failed for {query.text!r}: {failed}")
-
-    def forget(self, updates: Sequence[MemoryUpdate]) -> None:
-        """Drop the memory lists of the queries these updates key."""
-        stale: set[str] = set()
-        for update in updates:
-            stale |= self._texts_of_key.get(update.key, set())
-        for text in stale:
-            for name in self._memory_strategies:
-                self._lists[text].pop(name, None)
-            self.versions[text] += 1
-
-
-def _options(query: UnderstoodQuery, registry: Mapping[str, Strategy]) -> list[StrategyOption]:
-    return [
-        StrategyOption(strategy=name, source_type=s.source_type, applicable=s.applicable(query))
-        for name, s in registry.items()
-    ]
 
 
 def versions(client: OpenSearch) -> dict[str, str]:
@@ -365,250 +314,291 @@ def versions(client: OpenSearch) -> dict[str, str]:
     return found
 
 
-def simulate(
-    client: OpenSearch,
-    context: StrategyContext,
-    lexicon: Lexicon,
-    world: World,
-    policies: Sequence[str],
-    searches: int,
-    *,
-    seed: int,
-    extractor: FeatureExtractor,
-    memory_every: int = 200,
-    latency_every: int = 50,
-    ranker_every: int = 2_000,
-    on_progress: Callable[[str, int, int], None] | None = None,
-) -> tuple[SimulationSummary, dict[str, PolicyRun]]:
-    """Run the stream through every policy; see the module docstring for how. The memory it
-    learns is written into the catalog: the caller restores the priors (`reset_memory`) when
-    done, as `ltrr simulate` does."""
-    started = time.perf_counter()
-    produced_by = versions(client)
-    runs = {name: PolicyRun(name, *make_policy(name, seed)) for name in policies}
-    system = next((r for r in runs.values() if r.learns), None)
-    if system is not None:
-        system.training = RankerTraining(extractor, ranker_every)
-    cache = _RetrievalCache(client, context)
-    registry = strategies()
-    memory_updates: list[MemoryUpdate] = []
-    logged: list[Logged] = []
-    budget = MAX_SIZE * len(registry)
-    stream = world.searches(searches)
-    texts = list(dict.fromkeys(search.text for search in stream))
-    for done, text in enumerate(texts, start=1):
-        cache.lists(text, understand(text, lexicon))
-        if on_progress is not None:
-            on_progress("retrieve", done, len(texts))
-    for search in stream:
-        clock = time.perf_counter()
-        query = understand(search.text, lexicon)
-        understand_ms = (time.perf_counter() - clock) * 1000
-        lists = cache.lists(search.text, query)
-        version = cache.versions[search.text]
-        oracle = _oracle_plan(lists, search.intent.wanted)
-        options = _options(query, registry)
-        served_rounds: dict[str, Served] = {}
-        for run in runs.values():
-            served = _serve(run, search, query, lists, version, oracle, options, budget, world)
-            served_rounds[run.name] = served
-            if search.index % latency_every == latency_every - 1:
-                _measure_latency(client, context, served, query, understand_ms)
-            run.rounds.append(served.round)
-        best = _reward(_oracle_round(lists, oracle, search.intent.wanted))
-        for served in served_rounds.values():
-            served.round.regret = best - _reward(served.round)
-        if system is not None:
-            served = served_rounds[system.name]
-            memory_updates += [
-                MemoryUpdate(
-                    entity_id=item, query=search.text, weight=weight, timestamp=search.timestamp
+class Simulation:
+    """One run: the world, the policies, the pipeline over a cache of retrieval."""
+
+    def __init__(
+        self,
+        client: OpenSearch,
+        pipeline: SearchPipeline,
+        world: World,
+        policies: Sequence[str],
+        *,
+        seed: int,
+        rules: LearningRules | None = None,
+        memory_every: int = 200,
+        latency_every: int = 50,
+        ranker_every: int = 2_000,
+    ) -> None:
+        self.client = client
+        self.world = world
+        self.seed = seed
+        self.rules = rules or LearningRules(reward_window_s=0)
+        self.memory_every = memory_every
+        self.latency_every = latency_every
+        self.ranker_every = ranker_every
+        self.cache = CachedRetriever(client, MAX_SIZE)  # namespaces: once the runs exist
+        self.serving = pipeline
+        self.pipeline = SearchPipeline(
+            pipeline.schema,
+            pipeline.lexicon,
+            pipeline.context,
+            self.cache,
+            budget=pipeline.budget,
+        )
+        self.runs: dict[str, PolicyRun] = {}
+        for name in policies:
+            policy, learns = make_policy(name, seed)
+            self.runs[name] = PolicyRun(
+                name=name,
+                policy=policy,
+                learns=learns,
+                namespace=f"sim-{name}" if _reads_memory(name) and name != ORACLE else "",
+                fused=self.pipeline.fused,
+                training=RankerTraining(ranker_every),
+            )
+        self.cache.namespaces = sorted({r.namespace for r in self.runs.values() if r.namespace})
+        self.system = next((r for r in self.runs.values() if r.learns), None)
+        if ORACLE in self.runs and self.system is not None:
+            # The oracle knows what the system under test's memory knows, and learns nothing.
+            self.runs[ORACLE].namespace = self.system.namespace
+        self.logged: list[Logged] = []
+        self._batch = 0
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [run.namespace for run in self.runs.values() if run.namespace]
+
+    def run(
+        self, searches: int, on_progress: Callable[[str, int, int], None] | None = None
+    ) -> SimulationSummary:
+        """Simulate the stream; the summary says whether it completed (an error stops the
+        stream, keeps what was measured, and is reported). The memory written is removed in
+        any case."""
+        started = time.perf_counter()
+        produced_by = versions(self.client)
+        stream = self.world.searches(searches)
+        error: str | None = None
+        settings = self.serving.context.settings
+        forget_namespaces(self.client, settings, self.namespaces)  # a killed run's leftovers
+        try:
+            for search in stream:
+                self._search(search)
+                if (search.index + 1) % self.memory_every == 0:
+                    self._flush_memory(search.timestamp)
+                if (search.index + 1) % self.ranker_every == 0:
+                    for run in self.runs.values():
+                        if run.name != ORACLE:
+                            run.ranker = run.training.train(self.pipeline, self.seed) or run.ranker
+                if on_progress is not None:
+                    on_progress("simulate", search.index + 1, searches)
+        except (LtrrError, OSError, KeyboardInterrupt) as exc:
+            error = str(exc) or type(exc).__name__  # what ran is still reported
+        finally:
+            forget_namespaces(self.client, settings, self.namespaces)
+        done = len(next(iter(self.runs.values())).rounds) if self.runs else 0
+        return self._summary(done, produced_by, time.perf_counter() - started, error)
+
+    def _search(self, search: SimulatedSearch) -> None:
+        oracle = self._oracle_plan(search)
+        served_rounds: list[Round] = []
+        for run in self.runs.values():
+            if isinstance(run.policy, OraclePolicy):
+                run.policy.plan = oracle
+            served = self.pipeline.search(
+                search.text,
+                policy=run.policy,
+                ranker=run.ranker or run.fused,
+                user=run.profile(search.user.user_id).view(),
+                moment=search.timestamp,
+                limit=SHOWN,
+                search_id=f"{run.name}-{search.index}",
+                exploration_seed=zlib.crc32(search.text.encode()) & 0x7FFFFFFF,
+                memory_namespace=run.namespace,
+            )
+            events = self._engage(search, served.shown)
+            round_ = self._round(search, served, events)
+            if run.ranker is None:
+                alone = round_
+            else:
+                fused = self.pipeline.rank(run.fused, served.features, served.union, SHOWN)
+                shown = [served.union[i].id for i in fused.order]
+                alone = self._round(search, served, self._engage(search, shown), shown)
+            if search.index % self.latency_every == self.latency_every - 1:
+                self._measure_latency(served, round_)
+            run.rounds.append(round_)
+            run.alone.append(alone)
+            served_rounds.append(round_)
+            self._learn(run, search, served, events)
+            if run is self.system:
+                self.logged.append(
+                    Logged(
+                        served.context,
+                        served.decision,
+                        float(round_.success),
+                        float(round_.recall),
+                    )
                 )
-                for item, weight in served.engaged.items()
-            ]
-            logged.append(
-                Logged(
-                    served.context,
-                    served.decision,
-                    float(served.round.success),
-                    float(served.round.recall),
-                )
-            )
-            training = system.training
-            if training is not None and (search.index + 1) % training.every == 0:
-                system.ranker = training.train(seed) or system.ranker
-        if memory_updates and (search.index + 1) % memory_every == 0:
-            batch = MemoryBatch()
-            for update in memory_updates:
-                batch.add(update)
-            apply_memory(
-                client,
-                context.settings,
-                batch,
-                search.index + 1,
-                max(update.timestamp for update in memory_updates),
-            )
-            client.indices.refresh(index=context.settings.index_name("catalog"))
-            cache.forget(memory_updates)
-            memory_updates = []
-        if on_progress is not None:
-            on_progress("simulate", search.index + 1, searches)
-    summary = SimulationSummary(
-        parameters={
-            "searches": searches,
-            "seed": seed,
-            "policies": list(policies),
-            "system_under_test": system.name if system else None,
-            "memory_every": memory_every,
-            "latency_every": latency_every,
-            "ranker_every": ranker_every,
-            "shown": SHOWN,
-            "max_size": MAX_SIZE,
-            "cost_per_candidate": COST_PER_CANDIDATE,
-            "intents": len(world.intents),
-            "users": len(world.users),
-            "opensearch_round_trips": cache.opensearch_calls,
-        },
-        versions=produced_by,
-        policies={name: _summarise(run) for name, run in runs.items()},
-        off_policy=_off_policy(
-            logged, {n: r.policy for n, r in runs.items() if r.policy and not r.learns}
-        ),
-        rankers_trained=system.training.reports if system and system.training else [],
-        seconds=round(time.perf_counter() - started, 1),
-    )
-    return summary, runs
+        oracle_round = self.runs[ORACLE].rounds[-1] if ORACLE in self.runs else None
+        best = (
+            _reward(oracle_round)
+            if oracle_round is not None
+            else (1.0 - COST_PER_CANDIDATE * sum(oracle.values()) if oracle else 0.0)
+        )
+        for run in self.runs.values():
+            for round_ in (run.rounds[-1], run.alone[-1]):
+                round_.regret = best - _reward(round_)
 
+    def _engage(self, search: SimulatedSearch, shown: Sequence[str]) -> list[Engagement]:
+        """The user's actions, with the search's own random numbers (the same for every
+        policy and arm)."""
+        return self.world.engage(search, shown, random.Random(f"{self.world.seed}/{search.index}"))
 
-def _oracle_round(
-    lists: Mapping[str, list[Hit]], plan: Mapping[str, int], wanted: frozenset[str]
-) -> Round:
-    """The oracle's recall and cost, the reference of regret."""
-    hits = [h[0] for name, size in plan.items() for h in lists[name][:size]]
-    return Round(
-        success=False,
-        ndcg=0.0,
-        recall=any(item in wanted for item in hits),
-        candidates=len(hits),
-    )
-
-
-def _decide(
-    run: PolicyRun, context: DecisionContext, oracle: Mapping[str, int]
-) -> tuple[Decision, float]:
-    if run.policy is None:
-        choices = [StrategyChoice(strategy=n, size=s, probability=1.0) for n, s in oracle.items()]
-        return Decision(policy=ORACLE, choices=choices), 0.0
-    clock = time.perf_counter()
-    decision = run.policy.decide(context)
-    return decision, (time.perf_counter() - clock) * 1000
-
-
-def _serve(
-    run: PolicyRun,
-    search: SimulatedSearch,
-    query: UnderstoodQuery,
-    lists: Mapping[str, list[Hit]],
-    version: int,
-    oracle: Mapping[str, int],
-    options: list[StrategyOption],
-    budget: int,
-    world: World,
-) -> Served:
-    """Decide, draw, rank, show; let the simulated user engage; let the policy learn."""
-    context = DecisionContext(
-        query=query,
-        user=run.profile(search.user.user_id).view(),
-        time=TimeContext.at(search.timestamp),
-        options=options,
-        budget=budget,
-    )
-    decision, decide_ms = _decide(run, context, oracle)
-    plan = tuple(sorted(decision.plan.items()))
-    drawn = {name: lists.get(name, [])[:size] for name, size in plan}
-    wanted = search.intent.wanted
-    memo = run.shown.get(search.text)
-    features = None
-    if run.training is None and memo is not None and memo[:2] == (version, plan):
-        shown, recall = memo[2], memo[3]
-    else:
-        union = union_candidates(drawn)
-        if run.training is not None:
-            features = run.training.extractor.extract(query, union, context.user)
-            scores = run.ranker.score_features(features).tolist()
-        else:
-            scores = run.ranker.score(query, union, context)
-        order = sorted(range(len(union)), key=lambda i: (-scores[i], union[i].id))[:SHOWN]
-        shown = [union[i].id for i in order]
-        recall = any(c.id in wanted for c in union)
-        if run.training is None:
-            run.shown[search.text] = (version, plan, shown, recall)
-    events = world.engage(search, shown, random.Random(f"{world.seed}/{search.index}"))
-    engaged: dict[str, float] = {}
-    for event in events:
-        weight = ENGAGEMENT_WEIGHTS.get(event.action, 0.0)
-        if weight > 0:
-            engaged[event.object_id] = max(weight, engaged.get(event.object_id, 0.0))
-    round_ = Round(
-        success=any(item in wanted for item in engaged),
-        ndcg=_ndcg(shown, wanted),
-        recall=recall,
-        candidates=sum(len(hits) for hits in drawn.values()),
-        explored=decision.explored,
-    )
-    if run.training is not None and features is not None:
-        _log_for_training(run.training, search, shown, order, features.values, events)
-    if run.learns and run.policy is not None:
-        candidates_drawn = {
-            name: CandidateList(ids=[h[0] for h in hits]) for name, hits in drawn.items()
-        }
-        run.policy.learn(context, decision, outcome_of(decision, candidates_drawn, engaged))
-    for item in engaged:
-        if genres := world.genres_of.get(item):
-            run.profile(search.user.user_id).engage({"genre": sorted(genres)})
-    return Served(round_, engaged, context, decision, decide_ms)
-
-
-def _log_for_training(
-    training: RankerTraining,
-    search: SimulatedSearch,
-    shown: Sequence[str],
-    order: Sequence[int],
-    features: Matrix,
-    events: Sequence[Engagement],
-) -> None:
-    """The examined results as a training group, labelled by the strongest engagement."""
-    grades: dict[str, int] = {}
-    for event in events:
-        grades[event.object_id] = max(GRADES.get(event.action, 0), grades.get(event.object_id, 0))
-    rows = [position for position, item in enumerate(shown) if item in grades]
-    if rows:
-        training.add(
-            _Group(
-                features=features[[order[row] for row in rows]],
-                labels=[grades[shown[row]] for row in rows],
-                positions=[row + 1 for row in rows],
-                search_id=f"simulated-{search.index}",
-                timestamp=search.timestamp,
-            )
+    def _round(
+        self,
+        search: SimulatedSearch,
+        served: Served,
+        events: Sequence[Engagement],
+        shown: Sequence[str] | None = None,
+    ) -> Round:
+        wanted = search.intent.wanted
+        engaged = {e.object_id for e in events if e.action in GRADES}
+        return Round(
+            success=bool(engaged & wanted),
+            ndcg=_ndcg(served.shown if shown is None else shown, wanted),
+            recall=any(c.id in wanted for c in served.union),
+            candidates=sum(len(r.candidates) for r in served.retrieval.results.values()),
+            explored=served.decision.explored,
         )
 
+    def _learn(
+        self, run: PolicyRun, search: SimulatedSearch, served: Served, events: list[Engagement]
+    ) -> None:
+        """What the learner would learn from this search's log, by the same rules."""
+        record = served.record(
+            user_id=search.user.user_id,
+            session_id=None,
+            slot_fields=self.pipeline.slot_fields,
+            with_features=False,  # the ranker's training takes them from `served`
+        )
+        moment = search.timestamp
+        logged = [
+            LoggedEvent(
+                key=f"{served.search_id}-{n}",
+                search_id=served.search_id,
+                action=event.action,
+                object_id=event.object_id,
+                timestamp=moment,
+                ingested_at=moment,
+            )
+            for n, event in enumerate(events)
+        ]
+        if run.learns:
+            outcome = self.rules.outcome(record, moment, logged)
+            if outcome is not None:
+                run.policy.learn(record.context, record.decision, outcome)
+        joined = [(LoggedSearch.of(record, moment), event) for event in logged]
+        for user in self.rules.profile_users(joined):
+            run.profile(user)
+        lessons = self.rules.engagements(joined, run.profiles, run.namespace)
+        if run.namespace and run.name != ORACLE:
+            run.memory += lessons.memory
+        run.training.add(served, events)
 
-def _measure_latency(
-    client: OpenSearch,
-    context: StrategyContext,
-    served: Served,
-    query: UnderstoodQuery,
-    understand_ms: float,
-) -> None:
-    """Time the plan the policy just chose as a real search: understanding, the decision and
-    its own `_msearch/template` round trip."""
-    if not served.decision.plan:
-        return
-    retrieval = retrieve(client, served.decision.plan, query, context)
-    took = [r.took_ms for r in retrieval.results.values() if r.ok]
-    served.round.latency_ms = understand_ms + served.decide_ms + retrieval.round_trip_ms
-    served.round.opensearch_ms = float(max(took, default=0))
+    def _flush_memory(self, moment: datetime) -> None:
+        """Each policy's memory so far, as the learner writes it (one numbered batch per
+        namespace); the memory lists of the keys written are fetched again."""
+        written: list[str] = []
+        settings = self.serving.context.settings
+        for run in self.runs.values():
+            if not run.memory:
+                continue
+            batch = MemoryBatch()
+            for update in run.memory:
+                batch.add(update)
+            self._batch += 1
+            result = apply_memory(
+                self.client, settings, batch, self._batch, moment, namespace=run.namespace
+            )
+            if result.failed:
+                raise LtrrError(
+                    f"{len(result.failed)} memory updates of {run.name} failed "
+                    f"(first: {result.failed[0]}; see the log)"
+                )
+            written += [update.key for update in run.memory]
+            run.memory = []
+        if written:
+            self.client.indices.refresh(index=settings.index_name("catalog"))
+            self.cache.invalidate(written)
+
+    def _oracle_plan(self, search: SimulatedSearch) -> dict[str, int]:
+        query = self.pipeline.understand(search.text)
+        context = replace(
+            self.pipeline.context,
+            exploration_seed=zlib.crc32(search.text.encode()) & 0x7FFFFFFF,
+            memory_namespace=self.system.namespace if self.system is not None else "",
+        )
+        names = [n for n, s in strategies().items() if s.applicable(query)]
+        lists = self.cache(dict.fromkeys(names, MAX_SIZE), query, context).results
+        return oracle_plan(
+            {name: [c.id for c in r.candidates] for name, r in lists.items()},
+            search.intent.wanted,
+        )
+
+    def _measure_latency(self, served: Served, round_: Round) -> None:
+        """Time the plan the policy just chose as a real search: understanding, the decision
+        and its own `_msearch/template` round trip."""
+        if not served.decision.plan:
+            return
+        try:
+            retrieval = retrieve(
+                self.client, served.decision.plan, served.query, self.pipeline.context
+            )
+        except OpenSearchUnavailableError:
+            return  # a latency sample lost to an overloaded node, not the run
+        took = [r.took_ms for r in retrieval.results.values() if r.ok]
+        round_.latency_ms = (
+            served.timings_ms["understand"] + served.timings_ms["decide"] + retrieval.round_trip_ms
+        )
+        round_.opensearch_ms = float(max(took, default=0))
+
+    def _summary(
+        self, done: int, produced_by: dict[str, str], seconds: float, error: str | None
+    ) -> SimulationSummary:
+        return SimulationSummary(
+            parameters={
+                "searches": done,
+                "seed": self.seed,
+                "policies": list(self.runs),
+                "system_under_test": self.system.name if self.system else None,
+                "candidate_budget": self.pipeline.budget,
+                "memory_every": self.memory_every,
+                "latency_every": self.latency_every,
+                "ranker_every": self.ranker_every,
+                "shown": SHOWN,
+                "max_size": MAX_SIZE,
+                "cost_per_candidate": COST_PER_CANDIDATE,
+                "intents": len(self.world.intents),
+                "users": len(self.world.users),
+                "opensearch_round_trips": self.cache.round_trips,
+            },
+            versions=produced_by,
+            policies={name: _summarise(run) for name, run in self.runs.items()},
+            off_policy=off_policy(
+                self.logged,
+                {
+                    n: r.policy
+                    for n, r in self.runs.items()
+                    if not r.learns and not isinstance(r.policy, OraclePolicy)
+                },
+            ),
+            rankers_trained={
+                n: r.training.reports for n, r in self.runs.items() if r.training.reports
+            },
+            seconds=round(seconds, 1),
+            complete=error is None,
+            error=error,
+        )
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -652,36 +642,63 @@ def _curve(rounds: Sequence[Round]) -> list[CurvePoint]:
 
 
 def _summarise(run: PolicyRun) -> PolicySummary:
-    rounds = run.rounds
+    rounds, alone = run.rounds, run.alone
     tail = len(rounds) - max(1, len(rounds) // 5)
     return PolicySummary(
         whole_run=_metrics(rounds),
         last_20_percent=_metrics(rounds[tail:], sum(r.regret for r in rounds[:tail])),
+        retrieval_alone=_metrics(alone),
+        retrieval_alone_last_20_percent=_metrics(alone[tail:], sum(r.regret for r in alone[:tail])),
         learning_curve=_curve(rounds),
         explored_share=round(sum(r.explored for r in rounds) / max(len(rounds), 1), 4),
-        ranker=run.ranker.name,
+        ranker=(run.ranker or run.fused).name,
     )
 
 
-def _off_policy(
+def _plan_key(plan: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((s, n) for s, n in plan.items() if n > 0))
+
+
+def off_policy(
     logged: Sequence[Logged], targets: Mapping[str, Policy]
-) -> dict[str, dict[str, Any]]:
-    """IPS, SNIPS and DR of each static policy's success@10 and candidate recall, estimated from
-    the learned policy's logged decisions and propensities."""
-    estimates: dict[str, dict[str, Any]] = {}
+) -> dict[str, dict[str, OffPolicyEstimate]]:
+    """IPS, SNIPS and DR of each static policy's success@10 and candidate recall, with their
+    intervals, from the learned policy's logged decisions and the probability they logged for
+    every plan."""
+    estimates: dict[str, dict[str, OffPolicyEstimate]] = {}
     for name, target in targets.items():
-        plans = [tuple(sorted(target.decide(row.context).plan.items())) for row in logged]
-        for label, reward in (("success_at_10", "success"), ("candidate_recall", "recall")):
-            rounds = [
-                LoggedRound(
-                    context=row.context.query.features.query_type,
-                    action=tuple(sorted(row.decision.plan.items())),
-                    propensity=row.decision.probability,
-                    reward=float(getattr(row, reward)),
-                    target_action=plan,
+        plans = [_plan_key(target.decide(row.context).plan) for row in logged]
+        for metric, reward in (("success_at_10", "success"), ("candidate_recall", "recall")):
+            rounds = []
+            for row, plan in zip(logged, plans, strict=True):
+                budget = row.context.budget
+                logging = {_plan_key(o.plan): o.probability for o in row.decision.distribution}
+                rounds.append(
+                    LoggedRound(
+                        context=row.context.query.features.query_type,
+                        action=_plan_key(row.decision.plan),
+                        propensity=row.decision.probability_of(row.decision.plan, budget)
+                        or row.decision.probability,
+                        reward=float(getattr(row, reward)),
+                        target={plan: 1.0},
+                        logging=logging or None,
+                    )
                 )
-                for row, plan in zip(logged, plans, strict=True)
-            ]
-            result: OffPolicyEstimate = estimate(rounds)
-            estimates.setdefault(name, {})[label] = result.model_dump()
+            estimates.setdefault(name, {})[metric] = estimate(rounds)
     return estimates
+
+
+def simulate(
+    client: OpenSearch,
+    pipeline: SearchPipeline,
+    world: World,
+    policies: Sequence[str],
+    searches: int,
+    *,
+    seed: int,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    **options: Any,
+) -> tuple[SimulationSummary, Simulation]:
+    """Run the stream through every policy; see the module docstring."""
+    simulation = Simulation(client, pipeline, world, policies, seed=seed, **options)
+    return simulation.run(searches, on_progress), simulation

@@ -12,15 +12,20 @@ intents are fresh):
   acoustic"); the wanted items are the tracks carrying them;
 - ambiguous: one-word head queries ("love", "rock") whose wanted items span several intents
   (titles containing the word, the genre of that name).
-Users prefer a few genres: among wanted items they engage more with those of their genres. Clicks
-follow a position-based model (the chance to examine a result falls with its rank); a click on a
-wanted item often leads to playback or to adding it to favourites.
+Each user has a taste of their own, drawn independently of anything the catalog says about an
+item (no genre, era or mood decides it): among wanted items they engage more with those they
+like. Profiles (which count genres and eras) and templates (which filter on them) only see it
+through engagement. Attribute intents are judged by curation, which no template reads: the
+wanted items are the tracks with those attributes that editors put in a playlist. Clicks follow
+a position-based model (the chance to examine a result falls with its rank); a click on a wanted
+item often leads to playback or to adding it to favourites.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import zlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +38,8 @@ EXAMINATION = (1.0, 0.85, 0.72, 0.62, 0.53, 0.46, 0.40, 0.35, 0.31, 0.27)
 """Probability that a user looks at the result at each rank (position-based click model)."""
 NOISE_CLICK = 0.02
 """Chance to click a shown item that is not wanted."""
+LIKED_PERCENT = 30
+"""Share of the catalog each user likes (which share is the user's own)."""
 
 _KEYBOARD = ["qwertyuiop", "asdfghjkl", "zxcvbnm"]
 _PHONETIC = [
@@ -107,7 +114,11 @@ class Intent:
 @dataclass(frozen=True)
 class SimulatedUser:
     user_id: str
-    genres: frozenset[str]
+    taste: int
+    """Seeds which items the user likes: a hidden share of the catalog, unrelated to its fields."""
+
+    def likes(self, item: str) -> bool:
+        return zlib.crc32(f"{self.taste}/{item}".encode()) % 100 < LIKED_PERCENT
 
 
 @dataclass(frozen=True)
@@ -133,7 +144,6 @@ class World:
     intents: list[Intent]
     weights: list[float]
     users: list[SimulatedUser]
-    genres_of: dict[str, frozenset[str]]
     typo_rate: float
     seed: int
     start: datetime = field(default_factory=lambda: datetime(2026, 1, 5, tzinfo=UTC))
@@ -166,7 +176,7 @@ class World:
                 continue
             events.append(Engagement(position, item, "impression"))
             wanted = item in search.intent.wanted
-            liked = bool(self.genres_of.get(item, frozenset()) & search.user.genres)
+            liked = search.user.likes(item)
             attraction = (0.9 if liked else 0.65) if wanted else NOISE_CLICK
             if search.intent.family == "known_item" and wanted:
                 attraction = 0.95
@@ -202,9 +212,13 @@ def build_world(
     The same entities give the same world for the same seed, in whatever order they come."""
     rng = random.Random(seed)
     entities = sorted(entities, key=lambda e: str(e["id"]))
-    mix = dict(mix or {"known_item": 0.5, "topical": 0.2, "attribute": 0.2, "ambiguous": 0.1})
-    by_id = {str(e["id"]): e for e in entities}
-    genres_of = {item: frozenset(str(g) for g in e.get("genre") or ()) for item, e in by_id.items()}
+    given: Mapping[Family, float] = mix or {
+        "known_item": 0.5,
+        "topical": 0.2,
+        "attribute": 0.2,
+        "ambiguous": 0.1,
+    }
+    mix = {family: float(given.get(family, 0.0)) for family in FAMILIES}
     tracks = [e for e in entities if e.get("entity_type") == "track"]
     intents: dict[Family, list[Intent]] = {family: [] for family in FAMILIES}
 
@@ -224,7 +238,9 @@ def build_world(
             for genre in track.get("genre") or ():
                 with_attributes[(str(mood), str(genre))].add(str(track["id"]))
             with_attributes[(str(mood),)].add(str(track["id"]))
-    for key, wanted in sorted(with_attributes.items(), key=lambda kv: -len(kv[1])):
+    curated = frozenset(item for _, wanted in judged for item in wanted)
+    for key, matching in sorted(with_attributes.items(), key=lambda kv: -len(kv[1])):
+        wanted = matching & curated if curated else matching
         if len(wanted) >= 5:
             intents["attribute"].append(Intent(" ".join(key), "attribute", frozenset(wanted)))
 
@@ -247,12 +263,8 @@ def build_world(
         total = sum(family_weights)
         pool_intents += members
         weights += [mix[family] * w / total for w in family_weights]
-    all_genres = sorted({g for gs in genres_of.values() for g in gs})
-    simulated_users = [
-        SimulatedUser(f"user-{n}", frozenset(rng.sample(all_genres, k=min(3, len(all_genres)))))
-        for n in range(users)
-    ]
-    return World(pool_intents, weights, simulated_users, genres_of, typo_rate, seed)
+    simulated_users = [SimulatedUser(f"user-{n}", rng.randrange(1 << 30)) for n in range(users)]
+    return World(pool_intents, weights, simulated_users, typo_rate, seed)
 
 
 def _known_item(entity: Mapping[str, Any], rng: random.Random) -> Intent:

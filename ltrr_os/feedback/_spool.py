@@ -241,7 +241,7 @@ class Spool:
         deadline = time.monotonic() + timeout_s
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout_s)
+            self._thread.join(max(0.0, deadline - time.monotonic()))
             if self._thread.is_alive():
                 logger.warning("spool delivery thread still busy after %.1f s", timeout_s)
         with self._lock:
@@ -261,7 +261,7 @@ class Spool:
             if remaining <= 0 or not self._deliver_lock.acquire(timeout=remaining):
                 return total.model_copy(update={"error": "close() ran out of time"})
             try:
-                batch = self._deliver_batch(client, 5000)
+                batch = self._deliver_batch(client, 5000, max(0.1, deadline - time.monotonic()))
             finally:
                 self._deliver_lock.release()
             total = DeliveryReport(
@@ -313,7 +313,9 @@ class Spool:
                 failing = True
             self._stop.wait(delay)
 
-    def _deliver_batch(self, client: OpenSearch, max_records: int) -> DeliveryReport:
+    def _deliver_batch(
+        self, client: OpenSearch, max_records: int, timeout_s: float | None = None
+    ) -> DeliveryReport:
         with self._lock:
             ends = dict(self._ends)
         window: list[_Line] = []
@@ -338,7 +340,11 @@ class Spool:
         if to_send:
             try:
                 # require_alias: a missing alias must not be recreated as a dynamic index.
-                response = client.bulk(body=_bulk_body(r for _, r in to_send), require_alias=True)
+                response = client.bulk(
+                    body=_bulk_body(r for _, r in to_send),
+                    require_alias=True,
+                    **({} if timeout_s is None else {"request_timeout": timeout_s}),
+                )
             except OpenSearchConnectionError as exc:
                 return DeliveryReport(
                     pending=self.pending(), error=f"OpenSearch is unreachable: {_describe(exc)}"

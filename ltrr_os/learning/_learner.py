@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,10 +32,9 @@ from opensearchpy import OpenSearch
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._errors import LtrrError
-from .._text import memory_key
 from ..config import CatalogSchema, LtrrSettings
 from ..feedback import ProfileStore
-from ..memory import MemoryBatch, MemoryUpdate, apply_memory, reset_memory
+from ..memory import MemoryBatch, apply_memory, reset_memory
 from ..models import ModelStore, who
 from ..policy import (
     DEFAULT_POLICY_NAME,
@@ -46,7 +45,7 @@ from ..policy import (
 )
 from ._checkpoint import Checkpoint, LearnerState, LeaseHeldError, PendingBatch
 from ._log import UbiLog, from_millis, millis, search_record
-from ._rules import LearningRules, LoggedEvent, LoggedSearch, MemoryLesson
+from ._rules import LearningRules, LoggedEvent, LoggedSearch
 
 log = logging.getLogger(__name__)
 
@@ -370,50 +369,13 @@ class Learner:
     ) -> dict[str, int]:
         """Rules, caps, then the memory batch and the profiles (memory first: a profile holding
         this batch means its memory is complete)."""
-        rules = self.rules
-        by_search: dict[str, list[MemoryLesson]] = defaultdict(list)
-        engagers: dict[str, list[tuple[LoggedSearch, str]]] = defaultdict(list)
-        for search, event in joined:
-            lesson = rules.memory_lesson(search, event)
-            if lesson is None:
-                continue
-            by_search[search.search_id].append(lesson)
-            user = event.user_id or search.user_id
-            if user and event.object_id:
-                engagers[user].append((search, event.object_id))
-        raw = [lesson for found in by_search.values() for lesson in found]
-        lessons = [kept for found in by_search.values() for kept in rules.capped(found)]
-        contributors = {lesson.contributor for lesson in lessons if lesson.contributor}
-        profiles = self._profiles.read(contributors | set(engagers))
+        profiles = self._profiles.read(self.rules.profile_users(joined))
         fresh = {u: p for u, p in profiles.items() if p.batch < number}
+        lessons = self.rules.engagements(joined, profiles)
         memory = MemoryBatch()
-        unshown = sum(lesson.unshown for lesson in raw)
-        capped = len(raw) - len(lessons)  # beyond one per entity and search
-        for lesson in lessons:
-            weight = lesson.weight
-            profile = profiles.get(lesson.contributor) if lesson.contributor else None
-            if profile is not None:
-                allowed = profile.allow(
-                    lesson.timestamp.date().isoformat(),
-                    memory_key(lesson.text),
-                    lesson.entity_id,
-                    weight,
-                    rules.daily_cap,
-                )
-                capped += allowed < weight
-                weight = allowed
-            if weight > 0:
-                memory.add(
-                    MemoryUpdate(
-                        entity_id=lesson.entity_id,
-                        query=lesson.text,
-                        weight=min(weight, 1.0),
-                        timestamp=lesson.timestamp,
-                    )
-                )
-        for user, engagements in engagers.items():
-            for search, entity in engagements:
-                profiles[user].engage(search.attributes.get(entity, {}))
+        for update in lessons.memory:
+            memory.add(update)
+        unshown, capped = lessons.unshown, lessons.capped
         written = apply_memory(self._client, self.settings, memory, number, log_time)
         if written.applied:  # serving processes see it now, not at the next refresh
             self._client.indices.refresh(index=self.settings.index_name("catalog"))

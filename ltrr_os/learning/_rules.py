@@ -22,12 +22,14 @@ restarted halfway all teach the policy the same lessons in the same order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..feedback import CandidateList, SearchRecord
+from .._text import memory_key
+from ..feedback import CandidateList, Profile, SearchRecord
+from ..memory import MemoryUpdate
 from ..policy import ENGAGEMENT_WEIGHTS, Decision, Outcome, StrategyOutcome
 
 
@@ -75,6 +77,16 @@ class LoggedSearch:
             retrieved=frozenset(i for c in record.candidates.values() for i in c.ids),
             attributes=record.attributes,
         )
+
+
+@dataclass
+class EngagementLessons:
+    """What a run of engagements taught: memory updates (after the caps), and how many
+    engagements were with items never shown or were cut by a cap."""
+
+    memory: list[MemoryUpdate] = field(default_factory=list)
+    unshown: int = 0
+    capped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +187,65 @@ class LearningRules(BaseModel):
             contributor=user if user else (f"session:{session}" if session else None),
             unshown=unshown,
         )
+
+    def engagements(
+        self,
+        joined: Sequence[tuple[LoggedSearch, LoggedEvent]],
+        profiles: Mapping[str, Profile],
+        namespace: str = "",
+    ) -> EngagementLessons:
+        """What engagements (each joined to its search, in the order they joined) teach the
+        memory and the user profiles. `profiles` must hold every user of `profile_users`: their
+        counts and ledgers are updated in place."""
+        by_search: dict[str, list[MemoryLesson]] = {}
+        for search, event in joined:
+            lesson = self.memory_lesson(search, event)
+            if lesson is None:
+                continue
+            by_search.setdefault(search.search_id, []).append(lesson)
+            user = event.user_id or search.user_id
+            if user and event.object_id:
+                profiles[user].engage(search.attributes.get(event.object_id, {}))
+        raw = [lesson for found in by_search.values() for lesson in found]
+        kept = [lesson for found in by_search.values() for lesson in self.capped(found)]
+        result = EngagementLessons(unshown=sum(lesson.unshown for lesson in raw))
+        result.capped = len(raw) - len(kept)  # beyond one per entity and search
+        for lesson in kept:
+            weight = lesson.weight
+            if lesson.contributor is not None:
+                allowed = profiles[lesson.contributor].allow(
+                    lesson.timestamp.date().isoformat(),
+                    memory_key(lesson.text),
+                    lesson.entity_id,
+                    weight,
+                    self.daily_cap,
+                )
+                result.capped += allowed < weight
+                weight = allowed
+            if weight > 0:
+                result.memory.append(
+                    MemoryUpdate(
+                        entity_id=lesson.entity_id,
+                        query=lesson.text,
+                        weight=min(weight, 1.0),
+                        timestamp=lesson.timestamp,
+                        namespace=namespace,
+                    )
+                )
+        return result
+
+    @staticmethod
+    def profile_users(joined: Sequence[tuple[LoggedSearch, LoggedEvent]]) -> set[str]:
+        """The users (and sessions) whose profiles `engagements` reads and updates."""
+        users: set[str] = set()
+        for search, event in joined:
+            if event.weight <= 0 or not event.object_id:
+                continue
+            if user := event.user_id or search.user_id:
+                users.add(user)
+            elif session := event.session_id or search.session_id:
+                users.add(f"session:{session}")
+        return users
 
     def capped(self, lessons: Sequence[MemoryLesson]) -> list[MemoryLesson]:
         """Without a contributor, the per-search cap: one engagement weight per entity for

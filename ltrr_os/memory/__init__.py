@@ -7,6 +7,8 @@ from ._memory import (
     MemoryWrite,
     apply_memory,
     decay_scale,
+    forget_namespaces,
+    namespaced,
     observed_entities,
     reset_memory,
 )
@@ -18,6 +20,8 @@ __all__ = [
     "MemoryWrite",
     "apply_memory",
     "decay_scale",
+    "forget_namespaces",
+    "namespaced",
     "observed_entities",
     "reset_memory",
 ]

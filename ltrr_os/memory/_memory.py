@@ -16,8 +16,9 @@ query, not from the strategy that found the entity, a query never seen before ga
 entries as soon as any other strategy leads to engagement.
 
 Only the learner writes the memory, in numbered batches: an entity remembers the last batch
-applied to it (`memory_batch`) and ignores a batch it has seen, so a batch applied again after a
-crash adds nothing twice.
+applied to it (`memory_batches`, per namespace) and ignores a batch it has seen, so a batch
+applied again after a crash adds nothing twice. A namespace keeps a memory apart from the
+deployment's own: a simulation gives each policy one, and removes them when it ends.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ MAX_HALF_LIVES = 120.0
 """Stored scores stay far below float32's limit (2^128) up to this many half-lives past EPOCH."""
 
 _UPDATE_SCRIPT = """
-if (ctx._source.memory_batch != null
-    && ((Number) ctx._source.memory_batch).longValue() >= params.batch) {
+if (ctx._source.memory_batches == null) { ctx._source.memory_batches = new HashMap(); }
+def last = ctx._source.memory_batches.get(params.namespace);
+if (last != null && ((Number) last).longValue() >= params.batch) {
   ctx.op = 'noop';
   return;
 }
@@ -64,8 +66,27 @@ for (def entry : ctx._source.q2e.entrySet()) {
   if (entry.getValue() < params.floor) { stale.add(entry.getKey()); }
 }
 for (def key : stale) { ctx._source.q2e.remove(key); }
-ctx._source.memory_batch = params.batch;
+ctx._source.memory_batches.put(params.namespace, params.batch);
 ctx._source.memory_updated_at = params.now;
+"""
+
+_FORGET_SCRIPT = """
+if (ctx._source.q2e != null) {
+  List gone = new ArrayList();
+  for (def key : ctx._source.q2e.keySet()) {
+    for (def namespace : params.namespaces) {
+      if (key.startsWith(namespace + '~')) { gone.add(key); }
+    }
+  }
+  for (def key : gone) { ctx._source.q2e.remove(key); }
+}
+if (ctx._source.memory_batches != null) {
+  for (def namespace : params.namespaces) { ctx._source.memory_batches.remove(namespace); }
+  if (ctx._source.memory_batches.isEmpty()) {
+    ctx._source.remove('memory_batches');
+    ctx._source.remove('memory_updated_at');
+  }
+}
 """
 
 
@@ -91,6 +112,11 @@ def observed_entities(client: OpenSearch, settings: LtrrSettings) -> int:
     return int(client.count(index=index, body={"query": OBSERVED})["count"])
 
 
+def namespaced(key: str, namespace: str) -> str:
+    """A memory key within a namespace ('~' never occurs in a normalised query)."""
+    return f"{namespace}~{key}" if namespace else key
+
+
 class MemoryUpdate(BaseModel):
     """One engagement to remember: this entity was wanted for this query, with this weight."""
 
@@ -98,10 +124,14 @@ class MemoryUpdate(BaseModel):
     query: str
     weight: float = Field(gt=0, le=1)
     timestamp: datetime
+    namespace: str = Field(default="", pattern=r"^[a-z0-9_.-]{0,40}$")
 
     @property
     def key(self) -> str:
-        return memory_key(self.query)
+        """The rank feature it adds to: the normalised query, in its namespace ('' when the
+        query has no memory key)."""
+        key = memory_key(self.query)
+        return namespaced(key, self.namespace) if key else ""
 
 
 @dataclass
@@ -137,7 +167,12 @@ class MemoryWrite:
 
 
 def _actions(
-    settings: LtrrSettings, batch: MemoryBatch, number: int, now: datetime, half_life_days: float
+    settings: LtrrSettings,
+    batch: MemoryBatch,
+    number: int,
+    now: datetime,
+    half_life_days: float,
+    namespace: str,
 ) -> Iterator[dict[str, Any]]:
     index = settings.index_name("catalog")
     floor = MIN_SCORE * decay_scale(now, half_life_days)
@@ -151,7 +186,13 @@ def _actions(
             "script": {
                 "lang": "painless",
                 "source": _UPDATE_SCRIPT,
-                "params": {"deltas": deltas, "batch": number, "now": stamp, "floor": floor},
+                "params": {
+                    "deltas": deltas,
+                    "batch": number,
+                    "now": stamp,
+                    "floor": floor,
+                    "namespace": namespace,
+                },
             },
         }
 
@@ -163,13 +204,16 @@ def apply_memory(
     number: int,
     now: datetime,
     half_life_days: float = HALF_LIFE_DAYS,
+    namespace: str = "",
 ) -> MemoryWrite:
-    """Apply one numbered batch, one scripted update per entity. Applying the same batch again
-    changes nothing (each entity keeps the number of the last batch it took)."""
+    """Apply one numbered batch (of keys of `namespace`), one scripted update per entity.
+    Applying the same batch again changes nothing (each entity keeps the number of the last
+    batch of each namespace it took)."""
     applied, missing, failed = 0, [], []
+    reasons: list[str] = []
     for ok, item in helpers.streaming_bulk(
         client,
-        _actions(settings, batch, number, now, half_life_days),
+        _actions(settings, batch, number, now, half_life_days, namespace),
         chunk_size=1000,
         raise_on_error=False,
         raise_on_exception=False,
@@ -184,9 +228,41 @@ def apply_memory(
         else:
             failed.append(str(result.get("_id")))
             reason = result.get("error", {})
-            reason = reason.get("reason", reason) if isinstance(reason, Mapping) else reason
-            log.warning("memory update of %s failed: %s", result.get("_id"), reason)
+            reasons.append(
+                str(reason.get("reason", reason) if isinstance(reason, Mapping) else reason)
+            )
+    if failed:
+        log.warning(
+            "%d memory updates failed (they will be applied again); first, %s: %s",
+            len(failed),
+            failed[0],
+            reasons[0],
+        )
     return MemoryWrite(applied, missing, failed)
+
+
+def forget_namespaces(client: OpenSearch, settings: LtrrSettings, namespaces: list[str]) -> int:
+    """Remove every score of these namespaces (what a simulation learned); returns how many
+    entities held some. The deployment's own memory is untouched."""
+    if not namespaces:
+        return 0
+    index = settings.index_name("catalog")
+    client.indices.refresh(index=index)
+    result = client.update_by_query(
+        index=index,
+        body={
+            "query": OBSERVED,
+            "script": {
+                "lang": "painless",
+                "source": _FORGET_SCRIPT,
+                "params": {"namespaces": namespaces},
+            },
+        },
+        conflicts="proceed",
+        refresh=True,
+        request_timeout=3600,
+    )
+    return int(result.get("updated", 0))
 
 
 def reset_memory(client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema) -> int:
@@ -209,7 +285,7 @@ def reset_memory(client: OpenSearch, settings: LtrrSettings, schema: CatalogSche
                     "lang": "painless",
                     "source": "ctx._source.q2e = new HashMap(); "
                     "ctx._source.remove('memory_updated_at'); "
-                    "ctx._source.remove('memory_batch'); ctx._source.q2e_prior = params.p",
+                    "ctx._source.remove('memory_batches'); ctx._source.q2e_prior = params.p",
                     "params": {"p": prior},
                 },
             }

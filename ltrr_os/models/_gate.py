@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 RANKER_NAME = "lambdamart"
 GATE_HOLDOUT = 0.2
 GATE_METRIC = "ndcg@10"
+KEEP_VERSIONS = 20
 
 
 class GateDecision(BaseModel):
@@ -68,9 +69,11 @@ def train_ranker(
     settings: LtrrSettings,
     config: TrainConfig | None = None,
     store: ModelStore | None = None,
+    keep_versions: int = KEEP_VERSIONS,
 ) -> tuple[ModelVersion, GateDecision, LogCounts]:
-    """Train a ranker from this deployment's logs, store it, and promote it if it passes the
-    gate. Raises LtrrError (one line) when the logs hold too few engaged searches."""
+    """Train a ranker from this deployment's logs, store it, promote it if it passes the gate,
+    and keep the newest `keep_versions` (never the live one or the one before it). Raises
+    LtrrError (one line) when the logs hold too few engaged searches."""
     config = config or TrainConfig()
     if config.holdout == 0:
         config = config.model_copy(update={"holdout": GATE_HOLDOUT})
@@ -107,6 +110,7 @@ def train_ranker(
         reason=decision.reason,
         feature_version=extractor.schema.version,
     )
+    store.prune("ranker", RANKER_NAME, keep_versions)
     return record, decision, counts
 
 

@@ -9,6 +9,7 @@ lost: writes during the upgrade fail loudly instead of landing in an index about
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -121,22 +122,12 @@ class UpgradeIndex:
         return text
 
     def run(self, client: OpenSearch) -> None:
-        client.indices.put_settings(index=self.old, body={"index.blocks.write": True})
-        try:
-            client.indices.create(index=self.new, body=self.body)
-            _wait_until_allocated(client, self.new)
-            self._reindex(client)
-            client.indices.refresh(index=self.new)
-            before = client.count(index=self.old)["count"]
-            after = client.count(index=self.new)["count"]
-            if before != after:
-                raise LtrrError(f"reindex copied {after} of {before} documents")
-        except (LtrrError, TransportError) as exc:
-            client.indices.delete(index=self.new, ignore_unavailable=True)
-            client.indices.put_settings(index=self.old, body={"index.blocks.write": None})
-            raise LtrrError(
-                f"upgrade of {self.alias} failed, {self.old} is unchanged: {exc}"
-            ) from None
+        """Block writes to the old version (none may land in an index about to be retired),
+        copy it, count, move the alias. Interrupted before the alias moved, by an error, Ctrl-C
+        or SIGTERM, it undoes what it did: the copy's task cancelled, the copy deleted, the old
+        version writable again. (Killed outright, the next bootstrap repairs it: see
+        `RepairInterruptedUpgrade`.)"""
+        task: list[str] = []
         actions: list[dict[str, Any]] = [
             {"remove": {"index": self.old, "alias": self.alias}},
             {"add": {"index": self.new, "alias": self.alias, "is_write_index": True}},
@@ -146,11 +137,36 @@ class UpgradeIndex:
                 {"remove": {"index": self.old, "alias": self.shared_read_alias}},
                 {"add": {"index": self.new, "alias": self.shared_read_alias}},
             ]
-        client.indices.update_aliases(body={"actions": actions})
+        try:  # from the block to the alias move: an interruption anywhere undoes it all
+            client.indices.put_settings(index=self.old, body={"index.blocks.write": True})
+            client.indices.create(index=self.new, body=self.body)
+            _wait_until_allocated(client, self.new)
+            self._reindex(client, task)
+            client.indices.refresh(index=self.new)
+            before = client.count(index=self.old)["count"]
+            after = client.count(index=self.new)["count"]
+            if before != after:
+                raise LtrrError(f"reindex copied {after} of {before} documents")
+            client.indices.update_aliases(body={"actions": actions})
+        except BaseException as exc:
+            if not self._moved(client):
+                _undo(client, self.old, [self.new], task)
+            if isinstance(exc, LtrrError | TransportError):
+                raise LtrrError(
+                    f"upgrade of {self.alias} failed, {self.old} is unchanged: {exc}"
+                ) from None
+            raise
         for index in self.retired:
             client.indices.delete(index=index, ignore_unavailable=True)
 
-    def _reindex(self, client: OpenSearch) -> None:
+    def _moved(self, client: OpenSearch) -> bool:
+        """Whether the alias points to the new version (the move is atomic: all or nothing)."""
+        try:
+            return self.new in client.indices.get_alias(name=self.alias, ignore=404)
+        except TransportError:
+            return False
+
+    def _reindex(self, client: OpenSearch, started: list[str]) -> None:
         body: dict[str, Any] = {
             "source": {"index": self.old},
             "dest": {"index": self.new, "op_type": "create"},
@@ -162,6 +178,7 @@ class UpgradeIndex:
                 "params": {"fields": list(self.removed_fields)},
             }
         task = client.reindex(body=body, wait_for_completion=False)["task"]
+        started.append(task)
         deadline = time.monotonic() + REINDEX_TIMEOUT_S
         while True:
             status = client.tasks.get(task_id=task)
@@ -177,6 +194,51 @@ class UpgradeIndex:
         if failures:
             first = failures[0].get("cause", {}).get("reason", failures[0])
             raise LtrrError(f"reindex failed for {len(failures)} document(s), first: {first}")
+
+
+def _undo(client: OpenSearch, live: str, copies: list[str], tasks: list[str]) -> None:
+    """Cancel the copies' reindex tasks, delete the copies, make the live version writable:
+    best effort, each step on its own (the node may be what failed)."""
+    for task in tasks:
+        with contextlib.suppress(TransportError):
+            client.tasks.cancel(task_id=task)
+    for copy in copies:
+        with contextlib.suppress(TransportError):
+            client.indices.delete(index=copy, ignore_unavailable=True)
+    with contextlib.suppress(TransportError):
+        client.indices.put_settings(index=live, body={"index.blocks.write": None})
+
+
+def _reindex_tasks(client: OpenSearch, into: list[str]) -> list[str]:
+    """Running reindex tasks that copy into these indices."""
+    found = client.tasks.list(actions="*reindex", detailed=True)
+    return [
+        task_id
+        for node in found.get("nodes", {}).values()
+        for task_id, task in node.get("tasks", {}).items()
+        if any(f"[{index}]" in str(task.get("description", "")) for index in into)
+    ]
+
+
+@dataclass(frozen=True)
+class RepairInterruptedUpgrade:
+    """An upgrade killed before it finished (the process killed, or the node lost) left the live
+    version read-only and a partial copy: undo them before anything else."""
+
+    live: str
+    orphans: tuple[str, ...]
+    blocked: bool
+
+    def describe(self) -> str:
+        what = []
+        if self.orphans:
+            what.append(f"delete the partial copy {', '.join(self.orphans)}")
+        if self.blocked:
+            what.append(f"make {self.live} writable again")
+        return f"repair an interrupted upgrade: {' and '.join(what)}"
+
+    def run(self, client: OpenSearch) -> None:
+        _undo(client, self.live, list(self.orphans), _reindex_tasks(client, list(self.orphans)))
 
 
 @dataclass(frozen=True)
@@ -281,15 +343,33 @@ def _index_steps(client: OpenSearch, settings: LtrrSettings, logical: LogicalInd
     if not client.indices.exists_alias(name=alias):
         return [CreateIndex(next_index, alias, body, logical.shared_read_alias)]
     current = next(iter(client.indices.get_alias(name=alias)))
+    steps: list[Step] = []
+    found = _VERSION.search(current)
+    number = int(found.group(1)) if found else 0
+    orphans = tuple(name for version, name in versions if version > number)
+    blocked = (
+        str(
+            client.indices.get_settings(index=current, name="index.blocks.write")
+            .get(current, {})
+            .get("settings", {})
+            .get("index", {})
+            .get("blocks", {})
+            .get("write", "false")
+        ).lower()
+        == "true"
+    )
+    if orphans or blocked:
+        steps.append(RepairInterruptedUpgrade(current, orphans, blocked))
     mapping = client.indices.get_mapping(index=current)[current]["mappings"]
     live = (mapping.get("_meta") or {}).get("ltrr", {}).get("fingerprint")
     if live == logical.fingerprint():
-        return []
+        return steps
     wanted_fields = set(body["mappings"].get("properties", {}))
     removed = tuple(sorted(set(mapping.get("properties", {})) - wanted_fields))
-    retired = tuple(name for _, name in versions if name not in (current, next_index))
+    retired = tuple(name for _, name in versions if name not in (current, next_index, *orphans))
     return [
-        UpgradeIndex(current, next_index, alias, body, removed, logical.shared_read_alias, retired)
+        *steps,
+        UpgradeIndex(current, next_index, alias, body, removed, logical.shared_read_alias, retired),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,8 +11,9 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 from pydantic import BaseModel
 
+from ..strategies import strategies
 from ._client import opensearch_error
-from ._templates import ingest_pipeline
+from ._templates import ingest_pipeline, templates_dir
 
 
 class Check(BaseModel):
@@ -68,6 +70,7 @@ def cluster_version(client: OpenSearch) -> str:
 
 def run_checks(client: OpenSearch, index_prefix: str) -> Iterator[Check]:
     """Yield one Check per capability; the probe index is removed whatever happens."""
+    yield _attempt("templates bootstrap applies are readable", _templates)
     version = cluster_version(client)
     yield Check(name="reachable", ok=True, detail=f"OpenSearch {version}")
     health = client.cluster.health()
@@ -140,6 +143,17 @@ def _render(client: OpenSearch) -> Callable[[], str]:
     return run
 
 
+def _templates() -> str:
+    """Every component template parses and every strategy's search template is there."""
+    root = templates_dir()
+    components = [p for p in root.joinpath("components").iterdir() if p.name.endswith(".json")]
+    for component in components:
+        json.loads(component.read_text(encoding="utf-8"))
+    for strategy in strategies().values():
+        root.joinpath("search", strategy.template).read_text(encoding="utf-8")
+    return f"{len(components)} components, {len(strategies())} search templates in {root}"
+
+
 def _stamp(client: OpenSearch) -> Callable[[], str]:
     def run() -> str:
         simulated = client.ingest.simulate(
@@ -156,5 +170,5 @@ def _stamp(client: OpenSearch) -> Callable[[], str]:
 def _attempt(name: str, action: Callable[[], Any]) -> Check:
     try:
         return Check(name=name, ok=True, detail=str(action()))
-    except (TransportError, AssertionError, KeyError) as exc:
+    except (TransportError, AssertionError, KeyError, OSError, ValueError) as exc:
         return Check(name=name, ok=False, detail=str(exc)[:300])

@@ -9,7 +9,8 @@ Columns, for a catalog such as music:
 - per registered strategy: `<s>_score`, `<s>_rank`, `<s>_hit` (not retrieved: score 0, rank
   NOT_RETRIEVED_RANK, hit 0). `vector_score` is the vector similarity and `memory_score` the Q2E
   memory score, when those strategies retrieved the candidate;
-- `strategies_hit` (how many strategies retrieved it) and `fused_score` (reciprocal rank fusion);
+- `strategies_hit` (how many strategies retrieved it) and `fused_score` (reciprocal rank fusion,
+  each strategy weighted by what it is: `fusion_weights`);
 - `popularity` (`popularity_value`) and a one-hot `type_<entity type>`;
 - for the title and each name-like field (artist): `<f>_exact`, `<f>_prefix` (the query starts
   the value), `<f>_jaccard` (word overlap) and `<f>_edit_distance` (normalised Levenshtein, 1
@@ -33,7 +34,6 @@ from typing import Any, get_args
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from ..config import CatalogSchema
@@ -43,7 +43,7 @@ from ..understanding import ENTITY_TYPE_SLOT, QueryType, UnderstoodQuery, tokeni
 from ._fusion import RRF_K
 from ._union import UnionCandidate
 
-DEFINITIONS = "1"
+DEFINITIONS = "2"
 """Bumped when a column keeps its name but changes meaning: old logs and models stop matching."""
 NOT_RETRIEVED_RANK = 10_000.0
 """The rank of a candidate a strategy did not retrieve: beyond any strategy's largest size."""
@@ -118,9 +118,20 @@ def provenance_arrays(
     return score, rank, hit
 
 
-def fused_scores(rank: Matrix, hit: Matrix) -> Matrix:
-    """Reciprocal rank fusion (unit weights) over the strategies that retrieved each candidate."""
-    fused: Matrix = (hit / (RRF_K + rank)).sum(axis=1)
+FUSION_WEIGHTS: dict[str, float] = {
+    "lexical": 1.0,
+    "vector": 1.0,
+    "memory": 1.0,
+    "structured": 1.0,
+    "exploration": 0.1,
+}
+"""Weight of a strategy in the fused score, by its source type. Exploration samples the long
+tail at random, on purpose: its hits are there to be tried, not trusted."""
+
+
+def fused_scores(rank: Matrix, hit: Matrix, weights: Matrix) -> Matrix:
+    """Weighted reciprocal rank fusion over the strategies that retrieved each candidate."""
+    fused: Matrix = (hit * weights / (RRF_K + rank)).sum(axis=1)
     return fused
 
 
@@ -142,11 +153,33 @@ def _analysed(value: str | None) -> tuple[str, frozenset[str]]:
     return " ".join(words), frozenset(words)
 
 
+@functools.lru_cache(maxsize=262_144)
+def _text_match(query: str, value: str | None) -> tuple[float, float, float, float]:
+    """How a field value matches the (normalised) query: exact, prefix, word Jaccard and
+    normalised Levenshtein distance (1 for an empty value: all deletions away). Cached: the same
+    query meets the same titles search after search."""
+    text, words = _analysed(value)
+    query_words = frozenset(query.split())
+    common = len(words & query_words)
+    jaccard = common / (len(words) + len(query_words) - common) if words or query_words else 0.0
+    return (
+        float(text == query),
+        float(text.startswith(query)),
+        jaccard,
+        Levenshtein.normalized_distance(query, text),
+    )
+
+
 class FeatureExtractor:
     """Computes the feature matrix of a union for one catalog schema and strategy registry."""
 
     def __init__(self, catalog: CatalogSchema, strategy_names: Sequence[str] | None = None) -> None:
         self.strategy_names = list(strategies() if strategy_names is None else strategy_names)
+        registry = strategies()
+        self.source_types = {
+            name: registry[name].source_type if name in registry else name
+            for name in self.strategy_names
+        }
         self.entity_types = list(catalog.entity_types)
         # Columns in name order, not in the order of the schema's dicts (which the catalog's
         # stored mapping does not keep). The title is the field so named, else the first
@@ -189,7 +222,7 @@ class FeatureExtractor:
         score, rank, hit = provenance_arrays(candidates, self.strategy_names)
         values[:, 0 : 3 * strategies_count] = np.hstack((score, rank, hit))
         values[:, at["strategies_hit"]] = hit.sum(axis=1)
-        values[:, at["fused_score"]] = fused_scores(rank, hit)
+        values[:, at["fused_score"]] = fused_scores(rank, hit, self.fusion_weights(query))
         values[:, at["popularity"]] = popularity_values(candidates)
         sources = [c.source for c in candidates]
         self._entity_types(values, sources)
@@ -203,6 +236,20 @@ class FeatureExtractor:
         values[:, at["query_tokens"]] = features.length_tokens
         values[:, at["query_typo"]] = features.typo_likelihood
         return FeatureMatrix(self.schema, values)
+
+    def fusion_weights(self, query: UnderstoodQuery) -> Matrix:
+        """Each strategy's weight in the fused score for this query: its source type's, and for
+        structured search the likelihood of the reading it filtered by (a query whose words only
+        might name an attribute should not rank by that attribute)."""
+        readings = [r.likelihood for r in query.readings[:3] if r.slots]
+        confidence = max(readings, default=0.0)
+        return np.asarray(
+            [
+                FUSION_WEIGHTS.get(self.source_types[name], 1.0)
+                * (confidence if self.source_types[name] == "structured" else 1.0)
+                for name in self.strategy_names
+            ]
+        )
 
     def _entity_types(self, values: Matrix, sources: Sequence[Mapping[str, Any]]) -> None:
         column = {t: self._at[f"type_{t}"] for t in self.entity_types}
@@ -222,20 +269,12 @@ class FeatureExtractor:
             for field in self.text_fields:
                 values[:, at[f"{field}_edit_distance"]] = 1.0
             return
-        query_words = frozenset(query.split())
-        size = len(query_words)
         for field in self.text_fields:
-            found = [v if isinstance(v := s.get(field), str) else None for s in sources]
-            texts, words = zip(*map(_analysed, found), strict=True)
-            values[:, at[f"{field}_exact"]] = [text == query for text in texts]
-            values[:, at[f"{field}_prefix"]] = [text.startswith(query) for text in texts]
-            values[:, at[f"{field}_jaccard"]] = [
-                (common := len(w & query_words)) / (len(w) + size - common) for w in words
+            first = at[f"{field}_{TEXT_MATCHES[0]}"]
+            values[:, first : first + len(TEXT_MATCHES)] = [
+                _text_match(query, v if isinstance(v := s.get(field), str) else None)
+                for s in sources
             ]
-            # An empty value is all deletions away from the query: distance 1.
-            values[:, at[f"{field}_edit_distance"]] = process.cdist(
-                [query], texts, scorer=Levenshtein.normalized_distance, dtype=np.float64
-            )[0]
 
     def _slot_matches(
         self, values: Matrix, query: UnderstoodQuery, sources: Sequence[Mapping[str, Any]]

@@ -6,7 +6,6 @@ the fused ranker keeps ranking."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,11 +14,8 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from .._errors import LtrrError
-from ..policy import DecisionContext
-from ..understanding import UnderstoodQuery
 from ._features import FeatureExtractor, FeatureMatrix, FeatureSchema, Matrix
 from ._rankers import Ranker
-from ._union import UnionCandidate
 
 
 class RankerReport(BaseModel):
@@ -67,15 +63,6 @@ class LambdaMARTRanker(Ranker):
             )
         # One thread: a few hundred rows are scored faster than threads start.
         return np.asarray(self._booster.predict(features.values, num_threads=1), dtype=np.float64)
-
-    def score(
-        self, query: UnderstoodQuery, candidates: Sequence[UnionCandidate], context: Any = None
-    ) -> list[float]:
-        user = context.user if isinstance(context, DecisionContext) else None
-        scores: list[float] = self.score_features(
-            self.extractor.extract(query, candidates, user)
-        ).tolist()
-        return scores
 
 
 class _Header(BaseModel):

@@ -71,7 +71,8 @@ class LoggedSearches:
 
     @property
     def starts(self) -> list[int]:
-        starts: list[int] = np.concatenate(([0], np.cumsum(self.sizes)[:-1])).astype(int).tolist()
+        """Where each group's rows begin (none for no groups)."""
+        starts: list[int] = (np.cumsum([0, *self.sizes])[:-1]).astype(int).tolist()
         return starts
 
     def take(self, groups: Sequence[int]) -> LoggedSearches:

@@ -3,7 +3,7 @@
 from ._base import SOURCE_TYPES, SourceType, Strategy, StrategyContext
 from ._builtin import Exploration, Lexical, Memory, Structured, Vector
 from ._registry import get_strategy, register, strategies
-from ._retrieve import Candidate, Retrieval, StrategyResult, retrieve
+from ._retrieve import Candidate, Retrieval, StrategyResult, retrieve, retrieve_many
 
 __all__ = [
     "SOURCE_TYPES",
@@ -21,5 +21,6 @@ __all__ = [
     "get_strategy",
     "register",
     "retrieve",
+    "retrieve_many",
     "strategies",
 ]

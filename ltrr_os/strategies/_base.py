@@ -22,7 +22,7 @@ NOT_RETURNED = (
     "sources",
     "ingested_at",
     "memory_updated_at",
-    "memory_batch",
+    "memory_batches",
 )
 
 
@@ -39,6 +39,9 @@ class StrategyContext:
     filters: list[dict[str, Any]] = field(default_factory=list)
     now: datetime | None = None
     """The time of the search (None: the clock's), for what depends on it: memory decay."""
+    memory_namespace: str = ""
+    """Whose Q2E memory the memory strategy reads ('' : the deployment's own; a simulation
+    gives each policy its own, so that none learns from another's traffic)."""
 
     @property
     def source_filter(self) -> dict[str, list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from ..memory import decay_scale
+from ..memory import decay_scale, namespaced
 from ..understanding import Reading, UnderstoodQuery
 from ._base import SourceType, Strategy, StrategyContext
 from ._clauses import LEXICAL_MAX_WORDS, MAX_TEXT_WORDS, text_clauses
@@ -149,7 +149,7 @@ class Memory(Strategy):
             clauses.append(
                 {
                     "rank_feature": {
-                        "field": f"q2e.{key}",
+                        "field": f"q2e.{namespaced(key, context.memory_namespace)}",
                         "saturation": {"pivot": pivot},
                         "boost": OBSERVED_MEMORY_BOOST,
                     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opensearchpy import OpenSearch
@@ -71,6 +71,56 @@ def retrieve(
 ) -> Retrieval:
     """Run each planned strategy (name -> number of candidates) in one round trip. Limits are
     checked first: nothing out of bounds reaches OpenSearch."""
+    return retrieve_many(client, [(plan, query, context)])[0]
+
+
+def retrieve_many(
+    client: OpenSearch,
+    requests: Sequence[tuple[Mapping[str, int], UnderstoodQuery, StrategyContext]],
+) -> list[Retrieval]:
+    """Several plans (each for its query and context) in one `_msearch/template` round trip."""
+    bodies: list[dict[str, Any]] = []
+    sent: list[tuple[int, str, int]] = []  # (request, strategy, size) of each item
+    results: list[dict[str, StrategyResult]] = []
+    for number, (plan, query, context) in enumerate(requests):
+        _check(plan, query, context)
+        index = context.settings.index_name("catalog")
+        found: dict[str, StrategyResult] = {}
+        for name, size in plan.items():
+            strategy = get_strategy(name)
+            params = strategy.params(query, context, size) if size > 0 else None
+            if params is None:
+                found[name] = StrategyResult(strategy=name, size=size, skipped=True)
+                continue
+            bodies += [
+                {"index": index},
+                {"id": strategy.template_id(context.settings), "params": params},
+            ]
+            sent.append((number, name, size))
+        results.append(found)
+    started = time.perf_counter()
+    if sent:
+        timeout_s = max(context.timeout_ms for _, _, context in requests) / 1000 + 1.0
+        try:
+            responses = client.msearch_template(body=bodies, request_timeout=timeout_s)["responses"]
+        except (OSConnectionError, ConnectionTimeout) as exc:
+            raise OpenSearchUnavailableError(
+                f"OpenSearch did not answer the search: {exc}"
+            ) from None
+        except TransportError as exc:
+            raise OpenSearchUnavailableError(
+                f"OpenSearch refused the search ({exc.status_code}): {exc.error}"
+            ) from None
+        for (number, name, size), response in zip(sent, responses, strict=True):
+            results[number][name] = _result(name, size, response)
+    round_trip = (time.perf_counter() - started) * 1000
+    return [
+        Retrieval(results={name: found[name] for name in plan}, round_trip_ms=round_trip)
+        for found, (plan, _, _) in zip(results, requests, strict=True)
+    ]
+
+
+def _check(plan: Mapping[str, int], query: UnderstoodQuery, context: StrategyContext) -> None:
     if len(query.text) > context.max_query_chars:
         raise QueryError(
             f"query is {len(query.text)} characters long (limit {context.max_query_chars})"
@@ -82,41 +132,6 @@ def retrieve(
             or not 0 <= size <= MAX_STRATEGY_SIZE
         ):
             raise QueryError(f"size of {name!r} must be an integer from 0 to {MAX_STRATEGY_SIZE}")
-    index = context.settings.index_name("catalog")
-    results: dict[str, StrategyResult] = {}
-    body: list[dict[str, Any]] = []
-    sent: list[str] = []
-    for name, size in plan.items():
-        strategy = get_strategy(name)
-        params = strategy.params(query, context, size) if size > 0 else None
-        if params is None:
-            results[name] = StrategyResult(strategy=name, size=size, skipped=True)
-            continue
-        body += [
-            {"index": index},
-            {"id": strategy.template_id(context.settings), "params": params},
-        ]
-        sent.append(name)
-    started = time.perf_counter()
-    if sent:
-        try:
-            responses = client.msearch_template(
-                body=body, request_timeout=context.timeout_ms / 1000 + 1.0
-            )["responses"]
-        except (OSConnectionError, ConnectionTimeout) as exc:
-            raise OpenSearchUnavailableError(
-                f"OpenSearch did not answer the search: {exc}"
-            ) from None
-        except TransportError as exc:
-            raise OpenSearchUnavailableError(
-                f"OpenSearch refused the search ({exc.status_code}): {exc.error}"
-            ) from None
-        for name, response in zip(sent, responses, strict=True):
-            results[name] = _result(name, plan[name], response)
-    return Retrieval(
-        results={name: results[name] for name in plan},
-        round_trip_ms=(time.perf_counter() - started) * 1000,
-    )
 
 
 def _result(name: str, size: int, response: Mapping[str, Any]) -> StrategyResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+import socket
 import subprocess
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,6 @@ from ltrr_os.opensearch import bootstrap
 from ..conftest import REPO, RUNNER
 
 MUSIC = load_schema("music")
-OWN_NODE_PORT = 9260
 MUSIC_DIR = REPO.parent / "shared" / "data" / "music"
 SLICE_ARTISTS = {
     "Queen",
@@ -145,10 +145,33 @@ class LocalNodes:
         return int(found.group(1))
 
 
+def free_ports(nodes: int = 1, start: int = 9260) -> int:
+    """A base port whose HTTP ports (base..base+nodes-1) and transport ports (base+100...) no
+    other process holds: other programs may hold ports on the machine that runs the tests."""
+    for base in range(start, 20_000, 10):
+        wanted = [base + i for i in range(nodes)] + [base + 100 + i for i in range(nodes)]
+        if all(_free(port) for port in wanted):
+            return base
+    raise RuntimeError(f"no {nodes} free HTTP and transport ports from {start}")
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @contextmanager
-def local_nodes(port: int, nodes: int = 1, *, security: bool = False) -> Iterator[LocalNodes]:
-    """Start the nodes (if they are not up already); afterwards leave them as found."""
-    own = LocalNodes(port, nodes, security=security)
+def local_nodes(
+    port: int | None = None, nodes: int = 1, *, security: bool = False
+) -> Iterator[LocalNodes]:
+    """Start nodes of the test's own on free ports (or the given base); afterwards leave them as
+    found."""
+    own = LocalNodes(port if port is not None else free_ports(nodes), nodes, security=security)
     was_running = own.running()
     own.run("start")
     try:
@@ -161,5 +184,5 @@ def local_nodes(port: int, nodes: int = 1, *, security: bool = False) -> Iterato
 def own_node() -> Iterator[LocalNodes]:
     """A single node of the session's own, which tests may stop, freeze and kill, as long as they
     leave it running."""
-    with local_nodes(OWN_NODE_PORT) as node:
+    with local_nodes() as node:
         yield node

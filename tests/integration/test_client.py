@@ -308,7 +308,8 @@ def test_replay_rebuilds_memory_profiles_and_policy_from_the_log_alone(
     os_client.update(
         index=catalog, id=target, body={"doc": {"q2e": {"garbage": 9.0}}}, refresh=True
     )
-    report = Learner(os_client, replay_settings).rebuild(MUSIC, settle_all=True)
+    learner = Learner(os_client, replay_settings, config=LearnerConfig(lag_s=0))
+    report = learner.rebuild(MUSIC, settle_all=True)
     assert (report.settled, report.policy_lessons, report.events) == (1, 1, 1)
     assert _memory(os_client, replay_settings, target) == {
         "replayed query for queen": pytest.approx(1.0, rel=1e-2)

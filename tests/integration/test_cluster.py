@@ -24,15 +24,13 @@ from ltrr_os.opensearch import connect
 from ltrr_os.policy import FixedPlanPolicy, policy_from_bytes
 
 from ..conftest import REPO
-from .conftest import MUSIC, LocalNodes, load_music, local_nodes
+from .conftest import MUSIC, LocalNodes, free_ports, load_music, local_nodes
 from .test_faults import QUERIES, click, logged, wait_for
-
-CLUSTER_PORT = 9400
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalNodes]:
-    with local_nodes(CLUSTER_PORT, nodes=3) as nodes:
+    with local_nodes(free_ports(3, start=9400), nodes=3) as nodes:
         yield nodes
 
 

@@ -246,6 +246,33 @@ def test_feedback_while_the_node_is_frozen_is_taken_at_once_and_logged_when_it_t
     assert set(events) == {event.key for event in batch}
 
 
+def test_a_frozen_node_stalls_neither_feedback_nor_close_and_nothing_is_lost(
+    client_settings: LtrrSettings, own_node: LocalNodes, encoder: Encoder
+) -> None:
+    """With the node frozen, feedback returns at once and close within `request_timeout_s`;
+    what could not be delivered stays in the spool and reaches the log from the next process."""
+    client = LTRRClient(client_settings, encoder=encoder)
+    response = client.search("queen", limit=3)
+    pid = own_node.pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert client.feedback([click(response)]).accepted == 1
+        feedback_s = time.monotonic() - started
+        started = time.monotonic()
+        client.close()
+        close_s = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert feedback_s < 0.5
+    assert close_s < client_settings.request_timeout_s + 1.0
+    with LTRRClient(client_settings, encoder=encoder) as later:  # takes the slot, delivers
+        wait_for(lambda: later.flush() == 0, 60, "the spool to drain")
+    queries, events = logged(client_settings)
+    assert response.search_id in queries
+    assert click(response).key in events
+
+
 BROKEN_TEMPLATES = {
     "missing": None,
     "bad field": '{"query": {"term": {"embedding": "x"}}}',

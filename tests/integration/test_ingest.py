@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,14 @@ from ltrr_os.catalog import ingest_rows, read_rows
 from ltrr_os.config import LtrrSettings, load_schema
 from ltrr_os.embedding import Encoder
 from ltrr_os.evaluation import read_cranfield, write_documents
+from ltrr_os.memory import MemoryBatch, MemoryUpdate, apply_memory
 from ltrr_os.opensearch import bootstrap
 
 from ..conftest import REPO
 
 DOCUMENTS = load_schema("documents")
 CRANFIELD = REPO.parent / "shared" / "data" / "ir" / "cranfield"
+NOW = datetime.now(UTC)
 
 
 @pytest.fixture
@@ -154,3 +157,29 @@ def test_cli_exit_code_says_whether_anything_was_rejected(
     result = run(dirty)
     assert result.returncode == 1
     assert f"rejected {dirty}:2: invalid JSON" in result.stderr
+
+
+def test_re_ingest_makes_an_entity_what_the_input_says_and_keeps_its_memory(
+    os_client: OpenSearch, docs_settings: LtrrSettings, encoder: Encoder, tmp_path: Path
+) -> None:
+    catalog = docs_settings.index_name("catalog")
+    first = write_jsonl(
+        tmp_path / "first.jsonl",
+        [doc("d1", "Shock waves", body="oblique shock waves on cones", author="Smith, J.")],
+    )
+    ingest_rows(os_client, docs_settings, DOCUMENTS, read_rows(first), encoder)
+    batch = MemoryBatch()
+    batch.add(MemoryUpdate(entity_id="d1", query="cone shocks", weight=1.0, timestamp=NOW))
+    apply_memory(os_client, docs_settings, batch, 1, NOW)
+    learned = os_client.get(index=catalog, id="d1")["_source"]["q2e"]
+    second = write_jsonl(
+        tmp_path / "second.jsonl", [doc("d1", "Shock waves", body="heat flux in nozzles")]
+    )
+    ingest_rows(os_client, docs_settings, DOCUMENTS, read_rows(second), encoder)
+    stored = os_client.get(index=catalog, id="d1")["_source"]
+    assert "author" not in stored  # removed from the input: removed from the entity
+    assert stored["body"] == "heat flux in nozzles"
+    assert stored["q2e"] == learned  # what the learner wrote stays
+    os_client.indices.refresh(index=catalog)
+    old_body = {"query": {"match": {"body": "oblique cones"}}}
+    assert os_client.count(index=catalog, body=old_body)["count"] == 0

@@ -35,6 +35,7 @@ from ltrr_os.embedding import Encoder
 from ltrr_os.evaluation import evaluate
 from ltrr_os.models import ModelStore, ModelVersion, live_ranker, train_ranker
 from ltrr_os.opensearch import bootstrap
+from ltrr_os.pipeline import SearchPipeline, opensearch_retriever
 from ltrr_os.policy import FixedPlanPolicy
 from ltrr_os.ranking import (
     FeatureExtractor,
@@ -200,22 +201,34 @@ def test_a_ranker_trained_from_the_logs_is_hot_reloaded_and_ranks_what_users_wan
     context = StrategyContext(
         settings=logs.settings, schema=MUSIC, encoder=encoder, timeout_ms=5000
     )
+    pipeline = SearchPipeline(
+        MUSIC,
+        load_lexicon(os_client, logs.settings),
+        context,
+        opensearch_retriever(os_client),
+        budget=own.candidate_budget,
+    )
     queries = [(f"q{i}", text) for i, text in enumerate(logs.later_queries)]
     qrels = {qid: dict.fromkeys(logs.albums, 1) for qid, _ in queries}
     judged = evaluate(
+        pipeline,
         os_client,
-        context,
-        load_lexicon(os_client, logs.settings),
         queries,
         qrels,
         list(strategies()),
         size=30,
         rankers=[FusedRanker(), ranker],
+        out=tmp_path / "eval",
     )
     rows = {row.name: row for row in judged.rows}
-    union, by_fused, by_model = rows["union"], rows["union/fused"], rows["union/lambdamart-v1"]
-    assert union.metrics["recall@all"] == by_fused.metrics["recall@all"]
+    by_fused, by_model = rows["union/fused"], rows["union/lambdamart-v1"]
     assert by_fused.metrics["recall@all"] == by_model.metrics["recall@all"]
+    assert "bm25" in rows
+    runs = sorted(p.name for p in (tmp_path / "eval" / "runs").iterdir())
+    assert "union-lambdamart-v1.trec" in runs
+    assert "bm25.trec" in runs
+    first = (tmp_path / "eval" / "runs" / "bm25.trec").read_text().splitlines()[0].split()
+    assert (first[1], first[3]) == ("Q0", "1")
     assert by_model.metrics["mrr"] > by_fused.metrics["mrr"] + 0.3
     assert by_model.metrics["ndcg@10"] > by_fused.metrics["ndcg@10"]
 

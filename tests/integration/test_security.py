@@ -39,10 +39,9 @@ from ltrr_os.embedding import Encoder
 from ltrr_os.opensearch import connect
 from ltrr_os.policy import Decision, DecisionContext, Policy, StrategyChoice
 
-from .conftest import load_music, local_nodes
+from .conftest import free_ports, load_music, local_nodes
 from .test_faults import click
 
-SECURED_PORT = 9280
 USER, PASSWORD = "ltrr-app", "Ltrr-s3cret-Pa55word!9"
 AWS_KEY, AWS_SECRET, AWS_TOKEN = (
     "AKIDLTRRTEST",
@@ -175,7 +174,7 @@ def sigv4_proxy(settings: LtrrSettings, tls: tuple[ssl.SSLContext, Path]) -> Ite
 def secured_node(settings: LtrrSettings, encoder: Encoder) -> Iterator[LtrrSettings]:
     """A node with the security plugin, an application user of ours (created as the plugin's
     demo admin), and a small catalog bootstrapped and ingested by that user over TLS."""
-    with local_nodes(SECURED_PORT, security=True) as node:
+    with local_nodes(free_ports(1, start=9600), security=True) as node:
         admin = OpenSearch(
             hosts=[node.url()], http_auth=("admin", "admin"), ca_certs=str(node.ca())
         )

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ltrr_os._errors import LtrrError
+from ltrr_os.catalog import prepare_entity, sample_rows
 from ltrr_os.catalog._music import (
     NO_MEASUREMENT_POPULARITY,
     MusicCatalog,
@@ -677,3 +678,28 @@ def test_every_real_editorial_judgment_resolves(real: MusicCatalog) -> None:
     assert {entity for _, entity, _ in qrels} <= tracks
     assert {query for query, _, _ in qrels} == {query for query, _ in queries}
     assert ("80s-hard-rock", "80s Hard Rock") in queries
+
+
+def test_the_shipped_sample_carries_its_vectors_and_passes_the_schema() -> None:
+    """`ltrr quickstart` ingests it without encoding anything."""
+    schema = load_schema("music")
+    rows = list(sample_rows())
+    assert 2500 < len(rows) < 4000
+    artists = {row.values["artist"] for row in rows}
+    assert {"Taylor Swift", "Queen"} <= artists
+    for row in rows[:50]:
+        document = prepare_entity(schema, row.values, row.origin)
+        vector = document["embedding"]
+        assert len(vector) == schema.embedding.dimension
+        assert 0.95 < sum(v * v for v in vector) ** 0.5 < 1.05  # unit length, as encoded
+
+
+def test_a_compilation_is_one_album_of_various_artists() -> None:
+    """'80s Bangers Vol. 2' gathers tracks of many artists: one album, not one per artist."""
+    catalog = build_music_catalog(MUSIC_DATA)
+    albums = [e for e in catalog.entities if e["entity_type"] == "album"]
+    titles = Counter(str(e["title"]) for e in albums)
+    bangers = [e for e in albums if e["title"] == "80s Bangers Vol. 2"]
+    assert len(bangers) == 1
+    assert bangers[0]["artist"] == "Various Artists"
+    assert titles.most_common(1)[0][1] <= 2  # the same title by two artists may be two albums

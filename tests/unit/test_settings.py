@@ -87,3 +87,36 @@ def test_password_never_appears_in_repr_or_errors(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ConfigError) as error:
         load_settings()
     assert "hunter2-secret" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http:/user:s3cret-pw@host:9200",
+        "http://user:s3cret-pw@host:9200",
+        "https//user:s3cret-pw@host",
+        "user:s3cret-pw@host:9200",
+        "http://host:9200,http:/admin:s3cret-pw@other",
+    ],
+)
+def test_a_url_with_credentials_is_refused_without_echoing_them(url: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(opensearch_url=url)
+    assert "s3cret-pw" not in str(refused.value)
+    assert "credentials" in str(refused.value)
+
+
+def test_a_search_context_is_checked_whenever_a_field_is_set() -> None:
+    from datetime import datetime
+
+    from pydantic import ValidationError
+
+    from ltrr_os import SearchContext
+
+    context = SearchContext(user_id="u1")
+    with pytest.raises(ValidationError):
+        context.user_id = "u" * 100_000
+    with pytest.raises(ValidationError):
+        context.timestamp = "not a time"  # type: ignore[assignment]
+    context.timestamp = datetime(2026, 1, 1)
+    assert context.user_id == "u1"

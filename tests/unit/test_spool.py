@@ -42,6 +42,7 @@ class MemoryOpenSearch(OpenSearch):
         params: Any = None,
         headers: Any = None,
         require_alias: bool = False,
+        request_timeout: float | None = None,
     ) -> Any:
         assert require_alias, "ltrr-os indices are aliases: writes must require one"
         items: list[dict[str, Any]] = []

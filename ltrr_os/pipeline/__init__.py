@@ -1,0 +1,21 @@
+"""The search pipeline shared by serving, evaluation and simulation."""
+
+from ._cache import CachedRetriever
+from ._pipeline import (
+    Ranking,
+    Retriever,
+    SearchPipeline,
+    Served,
+    attributes,
+    opensearch_retriever,
+)
+
+__all__ = [
+    "CachedRetriever",
+    "Ranking",
+    "Retriever",
+    "SearchPipeline",
+    "Served",
+    "attributes",
+    "opensearch_retriever",
+]

@@ -137,7 +137,10 @@ class ProfileStore:
         return self.read([user_id])[user_id].view()
 
     def delete_all(self) -> None:
-        """Forget every profile (before the learner rebuilds them from the log)."""
+        """Forget every profile (before the learner rebuilds them from the log). The refresh
+        first: delete-by-query only sees searchable documents, and a profile written a moment
+        ago would survive and cap the rebuilt engagements."""
+        self._client.indices.refresh(index=self.index)
         self._client.delete_by_query(
             index=self.index,
             body={"query": {"match_all": {}}},

@@ -272,6 +272,7 @@ def reset_memory(client: OpenSearch, settings: LtrrSettings, schema: CatalogSche
     index = settings.index_name("catalog")
     fields = ["id", "entity_type", "popularity_value", *schema.fields]
     query = {"_source": fields, "query": OBSERVED}
+    client.indices.refresh(index=index)  # the scan sees only searchable documents
 
     def actions() -> Iterator[dict[str, Any]]:
         for hit in helpers.scan(client, index=index, query=query, size=1000):

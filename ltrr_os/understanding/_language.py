@@ -25,8 +25,21 @@ _STOPWORDS_BY_LANGUAGE = {
 STOPWORDS = frozenset(w for words in _STOPWORDS_BY_LANGUAGE.values() for w in words.split())
 """Function words of the languages above: too common to name anything on their own."""
 
+_COMMON_WORDS_BY_LANGUAGE = {
+    "en": "love song songs music rock best hits greatest night day baby heart life time world "
+    "dance party summer christmas happy sad chill girl boy man woman home never forever good "
+    "bad new old little big sweet dream dreams fire light dark blue black white red gold "
+    "wild free young live lonely crazy money road rain sun moon star stars sky angel devil "
+    "soul blues country classic top playlist workout sleep study morning evening",
+}
+"""Frequent content words, only as evidence of a language: stopwords are too few in queries
+of two or three words ('tayler love', '80s rock')."""
+
 _LANGUAGES_OF: dict[str, tuple[str, ...]] = {}
-for _language, _words in _STOPWORDS_BY_LANGUAGE.items():
+for _language, _words in (
+    *_STOPWORDS_BY_LANGUAGE.items(),
+    *_COMMON_WORDS_BY_LANGUAGE.items(),
+):
     for _word in dict.fromkeys(_words.split()):
         _LANGUAGES_OF[_word] = (*_LANGUAGES_OF.get(_word, ()), _language)
 

@@ -22,7 +22,7 @@ from ltrr_os.learning import Learner, LearnerConfig
 from ltrr_os.memory import decay_scale
 from ltrr_os.models import ModelStore
 from ltrr_os.opensearch import bootstrap
-from ltrr_os.policy import FixedPlanPolicy, VWBandit, policy_from_bytes
+from ltrr_os.policy import FixedPlanPolicy, RulePolicy, VWBandit, policy_from_bytes
 
 from .conftest import MUSIC, MUSIC_DIR
 
@@ -320,3 +320,31 @@ def test_replay_rebuilds_memory_profiles_and_policy_from_the_log_alone(
     rebuilt = policy_from_bytes(store.load("policy", "bandit", candidate.version)[1])
     assert (rebuilt.updates, rebuilt.history) == (live.updates, live.history)
     assert rebuilt.to_bytes().partition(b"\n")[2] == live.to_bytes().partition(b"\n")[2]
+
+
+def _by(artist: str, word: str = "") -> Any:
+    return lambda r: r.source.get("artist") == artist and word in str(r.title).lower()
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("tayler love", _by("Taylor Swift", "love")),
+        ("bohemian rhapsody", _by("Queen", "bohemian rhapsody")),
+        ("jolene", _by("Dolly Parton", "jolene")),
+    ],
+)
+def test_the_demo_queries_show_what_a_person_expects_at_the_top(
+    query: str,
+    expected: Any,
+    client_settings: LtrrSettings,
+    os_client: OpenSearch,
+    encoder: Encoder,
+) -> None:
+    """Cold start (the rule policy, the fused ranking): a Taylor Swift song with "love" in its
+    title within the first three for a misspelt "tayler love", and so on."""
+    with LTRRClient(
+        client_settings, opensearch=os_client, encoder=encoder, policy=RulePolicy()
+    ) as client:
+        response = client.search(query, limit=3)
+    assert any(expected(result) for result in response.results), [r.title for r in response.results]

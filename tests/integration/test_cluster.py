@@ -106,6 +106,7 @@ def test_three_servers_and_a_learner_killed_midway_learn_what_a_replay_learns(
         "LTRR_INDEX_REPLICAS": "1",
         "LTRR_SPOOL_DIR": str(own.spool_dir),  # shared: each process claims a slot of it
         "LTRR_REWARD_WINDOW_S": "2",
+        "LTRR_SEARCH_TIMEOUT_MS": "5000",  # three JVMs and five processes on two cores
     }
     learn = [sys.executable, "-m", "ltrr_os", "learn", "--lag", "1", "--poll", "0.2"]
 

@@ -517,3 +517,12 @@ def test_real_long_query_stays_fast(music: Lexicon) -> None:
     query = understand(text, music)
     assert time.perf_counter() - started < 0.5
     assert_valid(query)
+
+
+@pytest.mark.parametrize(
+    ("query", "language"),
+    [("tayler love", "en"), ("80s rock", "en"), ("chill acoustic", "en"), ("amor y rock", "es")],
+)
+def test_short_english_queries_are_recognised_as_english(query: str, language: str) -> None:
+    """Two or three words seldom hold a stopword; common content words are evidence too."""
+    assert understand(query, LEXICON).features.language == language

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from opensearchpy import OpenSearch
@@ -69,6 +71,7 @@ from ..evaluation import (
 )
 from ..evaluation import evaluate as run_evaluation
 from ..evaluation import simulate as run_simulation
+from ..feedback import foreign_events
 from ..learning import Learner, LearnerConfig, LearnerReport
 from ..models import MODEL_KINDS, RANKER_NAME, ModelKind, ModelStore, live_ranker, train_ranker
 from ..opensearch import bootstrap as apply_bootstrap
@@ -82,6 +85,8 @@ from ..ranking import (
     load_logged_searches,
 )
 from ..strategies import StrategyContext, get_strategy, strategies
+
+T = TypeVar("T")
 
 
 class _Commands(typer.core.TyperGroup):
@@ -812,9 +817,7 @@ def search(
         f"slots: {slots}"
     )
     plan = ", ".join(
-        f"{c.strategy} {c.size} (p={c.probability:.2f})"
-        for c in response.decision.choices
-        if c.size > 0
+        f"{c.strategy} {c.size} (p={c.probability:.2f})" for c in response.decision.choices
     )
     console.print(
         f"policy {response.decision.policy}: {plan or 'nothing to run'}; "
@@ -832,42 +835,98 @@ def search(
     console.print(" ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items()))
 
 
+FOREIGN_BATCH = 1000
+
+
 @app.command()
 def feedback(
-    events: Annotated[Path, typer.Argument(help="JSON Lines of events ('-' for stdin).")],
+    events: Annotated[
+        Path | None,
+        typer.Argument(
+            help="JSON Lines of events ('-' for stdin), in ltrr-os' form or as UBI events."
+        ),
+    ] = None,
+    from_index: Annotated[
+        str | None,
+        typer.Option(
+            "--from-index",
+            help="Read the UBI events another tool wrote to this index (e.g. the UBI plugin's "
+            "ubi_events) instead; importing them again stores nothing twice.",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="With --from-index: only events newer than this (2h, 7d)."),
+    ] = None,
 ) -> None:
-    """Record UBI-shaped feedback events (impression, click, add_to_favorites, playback...)."""
-    data = sys.stdin.buffer.read() if str(events) == "-" else events.read_bytes()
-    parsed: list[Any] = []
-    lines: list[int] = []  # the input line of each parsed event: rejections name lines
+    """Record feedback events (impression, click, add_to_favorites, playback...). UBI events
+    are taken as they are: their query_id must be the search_id of an ltrr-os search."""
+    if (events is None) == (from_index is None):
+        raise LtrrError("give either a file of events or --from-index, not both or neither")
+    if since is not None and from_index is None:
+        raise LtrrError("--since goes with --from-index")
+    # (number, event): rejections name the input line, or the event's place in the index
+    batches: Iterable[list[tuple[int, Any]]]
     bad: list[tuple[int, str]] = []
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            parsed.append(json.loads(line))
-            lines.append(number)
-        except UnicodeDecodeError:
-            bad.append((number, f"line {number}: not valid UTF-8"))
-        except (ValueError, RecursionError) as exc:
-            bad.append((number, f"line {number}: invalid JSON: {str(exc)[:200]}"))
+    unit = "line" if events is not None else "event"
+    if events is not None:
+        data = sys.stdin.buffer.read() if str(events) == "-" else events.read_bytes()
+        parsed: list[tuple[int, Any]] = []
+        for number, line in enumerate(data.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                parsed.append((number, json.loads(line)))
+            except UnicodeDecodeError:
+                bad.append((number, f"line {number}: not valid UTF-8"))
+            except (ValueError, RecursionError) as exc:
+                bad.append((number, f"line {number}: invalid JSON: {str(exc)[:200]}"))
+        batches = [parsed]
+    else:
+        assert from_index is not None
+        start = datetime.now(UTC) - _duration(since) if since else None
+        found = foreign_events(state.client(), from_index, start)
+        batches = _chunks(enumerate(found, start=1), FOREIGN_BATCH)
+    accepted = duplicates = 0
+    problems: list[tuple[int, str]] = list(bad)
     client = _client()
     try:
-        receipt = client.feedback(parsed)
+        for batch in batches:
+            receipt = client.feedback([event for _, event in batch])
+            accepted, duplicates = accepted + receipt.accepted, duplicates + receipt.duplicates
+            for rejection in receipt.rejected:
+                number = batch[rejection.index][0]
+                problems.append((number, f"{unit} {number}: {rejection.reason}"))
     finally:
         client.close()
     console.print(
-        f"accepted {receipt.accepted}, duplicates {receipt.duplicates}, "
-        f"rejected {len(receipt.rejected) + len(bad)}; the learner (ltrr learn) learns from them"
+        f"accepted {accepted}, duplicates {duplicates}, rejected {len(problems)}; the learner "
+        "(ltrr learn) learns from them"
     )
-    problems = bad + [
-        (lines[rejection.index], f"line {lines[rejection.index]}: {rejection.reason}")
-        for rejection in receipt.rejected
-    ]
     for _, problem in sorted(problems):
         err_console.print(f"rejected {problem}")
     if problems:
         raise typer.Exit(1)
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _duration(text: str) -> timedelta:
+    """'90s', '30m', '2h' or '7d'."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if not found:
+        raise LtrrError(f"not a duration: {text!r} (say 90s, 30m, 2h or 7d)")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[found.group(2)]
+    return timedelta(**{unit: float(found.group(1))})
 
 
 def _print_learning(report: LearnerReport) -> None:
@@ -1011,10 +1070,14 @@ def models_rollback(kind: KindArgument) -> None:
 
 @models_app.command("export")
 def models_export(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the live versions to.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Directory to write the live versions to (model_dir)."),
+    ] = None,
 ) -> None:
     """Write the live policy and ranker to a directory (a copy: servers load from OpenSearch)."""
     settings, client = state.settings(), state.client()
+    out = out or settings.model_dir
     store = ModelStore(client, settings)
     for kind in MODEL_KINDS:
         pointer = store.pointer(kind, _model_name(kind))

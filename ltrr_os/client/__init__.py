@@ -1,6 +1,7 @@
 """The ltrr-os client: learned retrieval and reranking behind one search call, and feedback."""
 
-from ._client import AsyncLTRRClient, LTRRClient
+from ._async import AsyncLTRRClient
+from ._client import LTRRClient
 from ._models import (
     FeedbackReceipt,
     FeedbackRejection,

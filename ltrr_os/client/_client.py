@@ -9,7 +9,6 @@ process: a demo, a notebook); otherwise `ltrr learn` does the learning.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -39,7 +38,7 @@ from ..feedback import (
 from ..learning import Learner, LearnerConfig, LearnerReport
 from ..models import RANKER_NAME, ModelStore, live_ranker
 from ..opensearch import connect, opensearch_error
-from ..pipeline import SearchPipeline, opensearch_retriever
+from ..pipeline import SearchPipeline, Served, opensearch_retriever
 from ..policy import (
     DEFAULT_POLICY_NAME,
     Policy,
@@ -148,10 +147,7 @@ class LTRRClient:
     ) -> SearchResponse:
         """Understand, decide, retrieve in one round trip, union, rank, log; then respond."""
         started = time.perf_counter()
-        context = context or SearchContext()
-        if not isinstance(context, SearchContext):
-            raise QueryError(f"context must be a SearchContext, not {type(context).__name__}")
-        text = self._check(query, limit)
+        text, context = self._check(query, context, limit)
         served = self._pipeline.search(
             text,
             policy=self.policy,
@@ -160,6 +156,10 @@ class LTRRClient:
             moment=context.timestamp or datetime.now(UTC),
             limit=limit,
         )
+        return self._respond(served, context, self._log_search(served, context), started)
+
+    def _log_search(self, served: Served, context: SearchContext) -> float:
+        """Append the search's record to the spool (durable on return); the time it took."""
         clock = time.perf_counter()
         record = served.record(
             user_id=context.user_id,
@@ -175,11 +175,16 @@ class LTRRClient:
                 )
             ]
         )
-        timings = {**served.timings_ms, "log": _since(clock), "total": _since(started)}
+        return _since(clock)
+
+    def _respond(
+        self, served: Served, context: SearchContext, log_ms: float, started: float
+    ) -> SearchResponse:
+        timings = {**served.timings_ms, "log": log_ms, "total": _since(started)}
         retrieval = served.retrieval
         return SearchResponse(
             search_id=served.search_id,
-            query=text,
+            query=served.text,
             results=[
                 SearchResult(
                     id=served.union[i].id,
@@ -207,7 +212,13 @@ class LTRRClient:
             timings_ms=timings,
         )
 
-    def _check(self, query: str, limit: int) -> str:
+    def _check(
+        self, query: str, context: SearchContext | None, limit: int
+    ) -> tuple[str, SearchContext]:
+        """The query as searched (printable, trimmed) and the context, or QueryError."""
+        context = context or SearchContext()
+        if not isinstance(context, SearchContext):
+            raise QueryError(f"context must be a SearchContext, not {type(context).__name__}")
         if not isinstance(query, str):
             raise QueryError(f"query must be a string, not {type(query).__name__}")
         text = "".join(ch if ch.isprintable() else " " for ch in query).strip()
@@ -223,7 +234,7 @@ class LTRRClient:
             or not (1 <= limit <= self.settings.max_results)
         ):
             raise QueryError(f"limit must be an integer from 1 to {self.settings.max_results}")
-        return text
+        return text, context
 
     # -- learned state -----------------------------------------------------------------------
 
@@ -400,26 +411,6 @@ class LTRRClient:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-class AsyncLTRRClient:
-    """The same client for asyncio code: each call runs in a worker thread."""
-
-    def __init__(self, settings: LtrrSettings, **options: Any) -> None:
-        self.sync = LTRRClient(settings, **options)
-
-    async def search(
-        self, query: str, context: SearchContext | None = None, limit: int = 10
-    ) -> SearchResponse:
-        return await asyncio.to_thread(self.sync.search, query, context, limit)
-
-    async def feedback(
-        self, events: Sequence[FeedbackEvent | Mapping[str, Any]]
-    ) -> FeedbackReceipt:
-        return await asyncio.to_thread(self.sync.feedback, events)
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self.sync.close)
 
 
 def _since(clock: float) -> float:

@@ -11,7 +11,7 @@ from ..policy import Decision
 from ..ranking import Provenance
 from ..understanding import QueryFeatures, Reading
 
-_ID = r"^[A-Za-z0-9._:@/+=-]{1,128}$"
+_ID = r"^[A-Za-z0-9._:@/+=-]{1,100}$"  # UBI caps ids at 100 characters
 
 
 class SearchContext(BaseModel):

@@ -76,6 +76,12 @@ class LtrrSettings(BaseSettings):
         default_factory=lambda: _default_data_dir() / "spool",
         description="durable local log of searches and events not yet in OpenSearch",
     )
+    ubi_shared_aliases: bool = Field(
+        default=False,
+        description="also join the read aliases ubi_queries and ubi_events that UBI dashboards "
+        "read (off by default: they are the UBI plugin's index names, and every prefix, "
+        "simulations and tests included, would land in them)",
+    )
     max_query_chars: int = Field(default=512, ge=1, le=10_000)
     max_results: int = Field(default=100, ge=1, le=1000)
     candidate_budget: int = Field(default=400, ge=1, le=5000)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..config import LtrrSettings
 from ..policy import ENGAGEMENT_WEIGHTS, Decision, DecisionContext
@@ -14,7 +16,62 @@ from ..policy import ENGAGEMENT_WEIGHTS, Decision, DecisionContext
 APPLICATION = "ltrr-os"
 MAX_FUTURE = timedelta(days=1)
 """Events dated further ahead are refused (clocks drift; a year 9999 is a bug, not a drift)."""
-_ID = r"^[A-Za-z0-9._:@/+=-]{1,128}$"
+_ID = r"^[A-Za-z0-9._:@/+=-]{1,100}$"  # UBI caps ids at 100 characters
+_ID_PATTERN = re.compile(_ID)
+UNKNOWN_POSITION = 0
+"""`event_attributes.position.ordinal` of an event sent without a position: UBI requires the
+field, and 0 is no place on a results page (the dashboard's position histogram shows them apart)."""
+
+
+def _identifier(value: Any) -> str | None:
+    """A foreign user, session or event id as ltrr-os ids are spelt: kept when it already is
+    one, else a stable hash of it (a browser's client id may hold spaces)."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if _ID_PATTERN.match(text):
+        return text
+    return "h-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def ubi_time(moment: datetime) -> str:
+    """A UBI timestamp: UTC with milliseconds and a `Z`, what the UBI plugin's `strict_date_time`
+    mapping accepts (an `isoformat()` drops the fraction when it is zero)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def feedback_from_ubi(document: Mapping[str, Any], doc_id: str | None = None) -> dict[str, Any]:
+    """The fields of a `FeedbackEvent` from a UBI event as other tools write it (`ubi.js`, the
+    UBI plugin): its `query_id` must be the id of an ltrr-os search, its object the catalog's
+    id. `doc_id`, the event's id in the index it was read from, makes a re-import a duplicate."""
+    attributes = document.get("event_attributes") or {}
+    attributes = attributes if isinstance(attributes, Mapping) else {}
+    target = attributes.get("object") or {}
+    target = target if isinstance(target, Mapping) else {}
+    place = attributes.get("position") or {}
+    place = place if isinstance(place, Mapping) else {}
+    action = document.get("action_name")
+    fields: dict[str, Any] = {
+        "search_id": document.get("query_id"),
+        "action": re.sub(r"[^a-z0-9_]", "_", action.strip().lower())
+        if isinstance(action, str)
+        else action,
+        "object_id": None if target.get("object_id") is None else str(target["object_id"]),
+    }
+    ordinal = place.get("ordinal")
+    if ordinal not in (None, UNKNOWN_POSITION):
+        fields["position"] = ordinal
+    if document.get("timestamp") is not None:
+        fields["timestamp"] = document["timestamp"]
+    user = _identifier(document.get("user_id")) or _identifier(document.get("client_id"))
+    if user is not None:
+        fields["user_id"] = user
+    if (session := _identifier(document.get("session_id"))) is not None:
+        fields["session_id"] = session
+    event_id = attributes.get("event_id") or (f"ubi:{doc_id}" if doc_id else None)
+    if (key := _identifier(event_id)) is not None:
+        fields["event_id"] = key
+    return fields
 
 
 class FeedbackEvent(BaseModel):
@@ -30,6 +87,14 @@ class FeedbackEvent(BaseModel):
     user_id: str | None = Field(default=None, pattern=_ID)
     session_id: str | None = Field(default=None, pattern=_ID)
     event_id: str | None = Field(default=None, pattern=_ID)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_ubi(cls, data: Any) -> Any:
+        """A UBI event document (it has `action_name`) is read as what it says."""
+        if isinstance(data, Mapping) and "action_name" in data:
+            return feedback_from_ubi(data)
+        return data
 
     @field_validator("timestamp")
     @classmethod
@@ -62,13 +127,14 @@ def ubi_event(event: FeedbackEvent) -> dict[str, Any]:
         "event_id": event.key,
         "object": {"object_id": event.object_id, "object_id_field": "id"},
     }
-    if event.position is not None:
-        attributes["position"] = {"ordinal": event.position}
+    attributes["position"] = {
+        "ordinal": UNKNOWN_POSITION if event.position is None else event.position
+    }
     document: dict[str, Any] = {
         "application": APPLICATION,
         "action_name": event.action,
         "query_id": event.search_id,
-        "timestamp": event.timestamp.isoformat(),
+        "timestamp": ubi_time(event.timestamp),
         "message_type": "INFO",
         "event_attributes": attributes,
     }
@@ -120,7 +186,7 @@ def ubi_query(settings: LtrrSettings, record: SearchRecord) -> dict[str, Any]:
         "application": APPLICATION,
         "query_id": record.search_id,
         "query_response_id": record.search_id,
-        "timestamp": record.timestamp.isoformat(),
+        "timestamp": ubi_time(record.timestamp),
         "user_query": record.text,
         "query_response_hit_ids": record.results,
         "indexes": [settings.index_name("catalog")],

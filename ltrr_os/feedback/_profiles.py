@@ -13,6 +13,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import TransportError
@@ -98,13 +99,20 @@ class ProfileStore:
             except TransportError as exc:
                 raise opensearch_error(exc, self._settings.opensearch_url) from None
             for doc in docs:
-                if not doc.get("found"):
-                    continue
-                try:
-                    found[doc["_id"]] = Profile.model_validate(doc["_source"])
-                except ValidationError:
-                    log.warning("profile of user %s is unreadable; starting it again", doc["_id"])
+                if (profile := self.parse(doc)) is not None:
+                    found[doc["_id"]] = profile
         return found
+
+    @staticmethod
+    def parse(doc: Mapping[str, Any]) -> Profile | None:
+        """The profile in a get/mget answer; None when there is none or it is unreadable."""
+        if not doc.get("found"):
+            return None
+        try:
+            return Profile.model_validate(doc["_source"])
+        except ValidationError:
+            log.warning("profile of user %s is unreadable; starting it again", doc.get("_id"))
+            return None
 
     def write(self, profiles: Iterable[Profile]) -> None:
         """Store these profiles (each whole); raises LtrrError when any write failed."""
@@ -164,20 +172,29 @@ class ProfileCache:
     def get(self, user_id: str | None) -> UserProfile:
         if user_id is None:
             return UserProfile()
-        now = time.monotonic()
-        with self._lock:
-            entry = self._entries.get(user_id)
-            if entry is not None and now - entry[0] < self._ttl_s:
-                self._entries.move_to_end(user_id)
-                return entry[1]
+        if (cached := self.cached(user_id)) is not None:
+            return cached
         try:
             profile = self._store.get(user_id)
         except LtrrError as exc:
             log.warning("profile of %s unavailable (%s); searching without it", user_id, exc)
             return UserProfile(user_id=user_id)
+        self.remember(user_id, profile)
+        return profile
+
+    def cached(self, user_id: str) -> UserProfile | None:
+        """The user's profile if it was read less than `ttl_s` ago."""
         with self._lock:
-            self._entries[user_id] = (now, profile)
+            entry = self._entries.get(user_id)
+            if entry is None or time.monotonic() - entry[0] >= self._ttl_s:
+                return None
+            self._entries.move_to_end(user_id)
+            return entry[1]
+
+    def remember(self, user_id: str, profile: UserProfile) -> None:
+        """Keep a profile read now (by this cache or by an asyncio client's own lookup)."""
+        with self._lock:
+            self._entries[user_id] = (time.monotonic(), profile)
             self._entries.move_to_end(user_id)
             while len(self._entries) > self._max_users:
                 self._entries.popitem(last=False)
-        return profile

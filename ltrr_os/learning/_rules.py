@@ -111,8 +111,6 @@ def outcome_of(
     A strategy that failed is marked so (the policy must not learn that it found nothing)."""
     outcomes: dict[str, StrategyOutcome] = {}
     for choice in decision.choices:
-        if choice.size <= 0:
-            continue
         listed = candidates.get(choice.strategy)
         ids = listed.ids if listed is not None else []
         hit_rank, weight = None, 0.0

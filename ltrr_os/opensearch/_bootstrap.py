@@ -209,6 +209,46 @@ def _undo(client: OpenSearch, live: str, copies: list[str], tasks: list[str]) ->
         client.indices.put_settings(index=live, body={"index.blocks.write": None})
 
 
+@dataclass(frozen=True)
+class SharedReadAlias:
+    """Join (or leave) a read alias other tools read, e.g. `ubi_queries` for UBI dashboards:
+    only this deployment's index is added or removed, the others in it are untouched."""
+
+    index: str
+    name: str
+    join: bool
+
+    def describe(self) -> str:
+        return (
+            f"{'add' if self.join else 'remove'} {self.index} {'to' if self.join else 'from'} "
+            f"the shared read alias {self.name}"
+        )
+
+    def run(self, client: OpenSearch) -> None:
+        if self.join:
+            client.indices.put_alias(index=self.index, name=self.name)
+        else:
+            client.indices.delete_alias(index=self.index, name=self.name, ignore=404)
+
+
+@dataclass(frozen=True)
+class SharedNameTaken:
+    """The shared read alias was asked for, but an index of that name exists (the UBI plugin
+    creates `ubi_queries` and `ubi_events`): it is left alone, nothing is joined."""
+
+    name: str
+    alias: str
+
+    def describe(self) -> str:
+        return (
+            f"not joining the shared read alias {self.name}: an index of that name exists (the "
+            f"UBI plugin's?) and is left alone; UBI tools can read {self.alias}"
+        )
+
+    def run(self, client: OpenSearch) -> None:
+        """Nothing to do: saying so is the step."""
+
+
 def _reindex_tasks(client: OpenSearch, into: list[str]) -> list[str]:
     """Running reindex tasks that copy into these indices."""
     found = client.tasks.list(actions="*reindex", detailed=True)
@@ -340,10 +380,11 @@ def _index_steps(client: OpenSearch, settings: LtrrSettings, logical: LogicalInd
         if (m := _VERSION.search(name)) and name.startswith(f"{alias}_v")
     )
     next_index = f"{alias}_v{versions[-1][0] + 1 if versions else 1}"
+    shared, notice = _shared_alias(client, logical, alias)
     if not client.indices.exists_alias(name=alias):
-        return [CreateIndex(next_index, alias, body, logical.shared_read_alias)]
+        return [*notice, CreateIndex(next_index, alias, body, shared)]
     current = next(iter(client.indices.get_alias(name=alias)))
-    steps: list[Step] = []
+    steps: list[Step] = [*notice]
     found = _VERSION.search(current)
     number = int(found.group(1)) if found else 0
     orphans = tuple(name for version, name in versions if version > number)
@@ -360,6 +401,10 @@ def _index_steps(client: OpenSearch, settings: LtrrSettings, logical: LogicalInd
     )
     if orphans or blocked:
         steps.append(RepairInterruptedUpgrade(current, orphans, blocked))
+    if logical.shared_read_alias and (member := _in_alias(client, current, logical)) != bool(
+        shared
+    ):
+        steps.append(SharedReadAlias(current, logical.shared_read_alias, join=not member))
     mapping = client.indices.get_mapping(index=current)[current]["mappings"]
     live = (mapping.get("_meta") or {}).get("ltrr", {}).get("fingerprint")
     if live == logical.fingerprint():
@@ -369,8 +414,25 @@ def _index_steps(client: OpenSearch, settings: LtrrSettings, logical: LogicalInd
     retired = tuple(name for _, name in versions if name not in (current, next_index, *orphans))
     return [
         *steps,
-        UpgradeIndex(current, next_index, alias, body, removed, logical.shared_read_alias, retired),
+        UpgradeIndex(current, next_index, alias, body, removed, shared, retired),
     ]
+
+
+def _shared_alias(
+    client: OpenSearch, logical: LogicalIndex, alias: str
+) -> tuple[str | None, list[Step]]:
+    """The shared read alias to be in (None: none wanted, or its name is another index's)."""
+    name = logical.shared_read_alias
+    if not name or not logical.join_shared_alias:
+        return None, []
+    if client.indices.exists(index=name) and not client.indices.exists_alias(name=name):
+        return None, [SharedNameTaken(name, alias)]
+    return name, []
+
+
+def _in_alias(client: OpenSearch, index: str, logical: LogicalIndex) -> bool:
+    name = logical.shared_read_alias
+    return bool(name) and bool(client.indices.exists_alias(name=name, index=index))
 
 
 def plan_bootstrap(client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema) -> list[Step]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from opensearchpy import OpenSearch, RequestsHttpConnection
@@ -21,6 +21,9 @@ from opensearchpy.serializer import JSONSerializer
 
 from .._errors import ConfigError, OpenSearchUnavailableError
 from ..config import LtrrSettings
+
+if TYPE_CHECKING:
+    from opensearchpy import AsyncOpenSearch
 
 
 class FastJSONSerializer(JSONSerializer):
@@ -49,8 +52,8 @@ class ConfiguredRequestsConnection(RequestsHttpConnection):
         self.session.trust_env = False
 
 
-def client_options(settings: LtrrSettings) -> dict[str, Any]:
-    """Keyword arguments for OpenSearch(...) (and AsyncOpenSearch) from the settings."""
+def client_options(settings: LtrrSettings, *, asynchronous: bool = False) -> dict[str, Any]:
+    """Keyword arguments for OpenSearch(...), or AsyncOpenSearch(...), from the settings."""
     options: dict[str, Any] = {
         "hosts": settings.hosts,
         "verify_certs": settings.verify_certs,
@@ -60,7 +63,7 @@ def client_options(settings: LtrrSettings) -> dict[str, Any]:
         # A request that timed out may still be applied (a memory update would count twice), and a
         # search must fail within its deadline; refused connections still move to the next node.
         "retry_on_timeout": False,
-        "pool_maxsize": 32,
+        "maxsize" if asynchronous else "pool_maxsize": 32,
         "serializer": FastJSONSerializer(),
     }
     for name in ("ca_certs", "client_cert", "client_key"):
@@ -70,8 +73,9 @@ def client_options(settings: LtrrSettings) -> dict[str, Any]:
                 raise ConfigError(f"{name} file not found: {path}")
             options[name] = str(path)
     if settings.aws_region:
-        options["http_auth"] = _aws_auth(settings)
-        options["connection_class"] = ConfiguredRequestsConnection
+        options["http_auth"] = _aws_auth(settings, asynchronous)
+        if not asynchronous:
+            options["connection_class"] = ConfiguredRequestsConnection
     elif settings.username:
         if settings.password is None:
             raise ConfigError("username is set but password is not (LTRR_PASSWORD)")
@@ -95,18 +99,23 @@ class _RedactSessionToken(logging.Filter):
 _REDACT_SESSION_TOKEN = _RedactSessionToken()
 
 
-def _aws_auth(settings: LtrrSettings) -> Any:
+def _aws_auth(settings: LtrrSettings, asynchronous: bool) -> Any:
     try:
         import boto3
     except ImportError:
         raise ConfigError("AWS SigV4 signing needs boto3: pip install 'ltrr-os[aws]'") from None
-    from opensearchpy import AWSV4SignerAuth
-
     logging.getLogger("botocore.auth").addFilter(_REDACT_SESSION_TOKEN)
     credentials = boto3.Session().get_credentials()
     if credentials is None:
         raise ConfigError("aws_region is set but no AWS credentials were found")
-    return AWSV4SignerAuth(credentials, settings.aws_region, settings.aws_service)
+    region = str(settings.aws_region)
+    if asynchronous:  # importable only with aiohttp installed
+        from opensearchpy import AWSV4SignerAsyncAuth
+
+        return AWSV4SignerAsyncAuth(credentials, region, settings.aws_service)
+    from opensearchpy import AWSV4SignerAuth
+
+    return AWSV4SignerAuth(credentials, region, settings.aws_service)
 
 
 def connect(settings: LtrrSettings) -> OpenSearch:
@@ -171,3 +180,15 @@ def _kind(error: object) -> str:
     """The error type OpenSearch named; a raw response body may quote documents."""
     text = str(error)
     return text if text.replace("_", "").isalpha() else "unnamed error"
+
+
+def connect_async(settings: LtrrSettings) -> AsyncOpenSearch:
+    """An asyncio client (opensearch-py's aiohttp transport); it does not contact the cluster
+    until first used."""
+    try:
+        from opensearchpy import AsyncOpenSearch
+    except ImportError:
+        raise ConfigError(
+            "the asyncio client needs aiohttp: pip install 'ltrr-os[async]'"
+        ) from None
+    return AsyncOpenSearch(**client_options(settings, asynchronous=True))

@@ -90,6 +90,8 @@ class LogicalIndex:
     replicas: int
     meta: dict[str, Any] = field(default_factory=dict)
     shared_read_alias: str | None = None
+    """The read alias other tools know this index by (UBI dashboards read `ubi_queries`)."""
+    join_shared_alias: bool = False
 
     def alias(self, settings: LtrrSettings) -> str:
         return settings.index_name(self.name)
@@ -171,12 +173,14 @@ def logical_indices(settings: LtrrSettings, schema: CatalogSchema) -> list[Logic
             components={"mappings": load_component("ubi-queries"), "ingest": _ingested(settings)},
             replicas=settings.index_replicas,
             shared_read_alias="ubi_queries",
+            join_shared_alias=settings.ubi_shared_aliases,
         ),
         LogicalIndex(
             name="ubi_events",
             components={"mappings": load_component("ubi-events"), "ingest": _ingested(settings)},
             replicas=settings.index_replicas,
             shared_read_alias="ubi_events",
+            join_shared_alias=settings.ubi_shared_aliases,
         ),
         LogicalIndex(
             name="state",

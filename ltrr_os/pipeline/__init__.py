@@ -2,6 +2,7 @@
 
 from ._cache import CachedRetriever
 from ._pipeline import (
+    Planned,
     Ranking,
     Retriever,
     SearchPipeline,
@@ -12,6 +13,7 @@ from ._pipeline import (
 
 __all__ = [
     "CachedRetriever",
+    "Planned",
     "Ranking",
     "Retriever",
     "SearchPipeline",

@@ -60,6 +60,25 @@ class Ranking:
 
 
 @dataclass
+class Planned:
+    """A search up to its round trip: what was understood and decided, and for which context."""
+
+    search_id: str
+    text: str
+    moment: datetime
+    query: UnderstoodQuery
+    context: DecisionContext
+    decision: Decision
+    strategy_context: StrategyContext
+    timings_ms: dict[str, float]
+
+    @property
+    def request(self) -> tuple[Mapping[str, int], UnderstoodQuery, StrategyContext]:
+        """What the retriever runs: the plan, for the query, in the strategies' context."""
+        return self.decision.plan, self.query, self.strategy_context
+
+
+@dataclass
 class Served:
     """Everything one search produced, stage by stage."""
 
@@ -200,6 +219,75 @@ class SearchPipeline:
         order = sorted(range(len(union)), key=lambda i: (-scores[i], union[i].id))[:limit]
         return Ranking(name, order, scores)
 
+    def plan(
+        self,
+        text: str,
+        *,
+        policy: Policy,
+        user: UserProfile,
+        moment: datetime,
+        search_id: str | None = None,
+        exploration_seed: int | None = None,
+        memory_namespace: str = "",
+        budget: int | None = None,
+    ) -> Planned:
+        """The stages before the round trip: understand and decide (`text` already checked
+        against the limits); `budget` overrides the serving budget (an evaluation that draws
+        every strategy in full)."""
+        clock = time.perf_counter()
+        query = self.understand(text)
+        understood = _since(clock)
+        clock = time.perf_counter()
+        context, decision = self.decide(policy, query, user, moment, budget)
+        search_id = search_id or uuid.uuid4().hex
+        seed = int(search_id[:7], 16) if exploration_seed is None else exploration_seed
+        strategy_context = replace(
+            self.context, exploration_seed=seed, now=moment, memory_namespace=memory_namespace
+        )
+        return Planned(
+            search_id=search_id,
+            text=text,
+            moment=moment,
+            query=query,
+            context=context,
+            decision=decision,
+            strategy_context=strategy_context,
+            timings_ms={"understand": understood, "decide": _since(clock)},
+        )
+
+    def finish(
+        self, planned: Planned, retrieval: Retrieval, *, ranker: Ranker, limit: int
+    ) -> Served:
+        """The stages after the round trip: union, features, rank."""
+        timings = {
+            **planned.timings_ms,
+            "round_trip": retrieval.round_trip_ms,
+            "opensearch": float(max((r.took_ms for r in retrieval.results.values()), default=0)),
+        }
+        clock = time.perf_counter()
+        union = merge(
+            {
+                name: [(c.id, c.score, c.source) for c in result.candidates]
+                for name, result in retrieval.results.items()
+            }
+        )
+        features = self.features.extract(planned.query, union, planned.context.user)
+        ranking = self.rank(ranker, features, union, limit)
+        timings["rank"] = _since(clock)
+        return Served(
+            search_id=planned.search_id,
+            text=planned.text,
+            moment=planned.moment,
+            query=planned.query,
+            context=planned.context,
+            decision=planned.decision,
+            retrieval=retrieval,
+            union=union,
+            features=features,
+            ranking=ranking,
+            timings_ms=timings,
+        )
+
     def search(
         self,
         text: str,
@@ -214,50 +302,21 @@ class SearchPipeline:
         memory_namespace: str = "",
         budget: int | None = None,
     ) -> Served:
-        """Run every stage for one search (`text` already checked against the limits); `budget`
-        overrides the serving budget (an evaluation that draws every strategy in full)."""
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-        query = self.understand(text)
-        timings["understand"] = _since(clock)
-        clock = time.perf_counter()
-        context, decision = self.decide(policy, query, user, moment, budget)
-        timings["decide"] = _since(clock)
-        search_id = search_id or uuid.uuid4().hex
-        seed = int(search_id[:7], 16) if exploration_seed is None else exploration_seed
-        strategy_context = replace(
-            self.context, exploration_seed=seed, now=moment, memory_namespace=memory_namespace
-        )
-        clock = time.perf_counter()
-        retrieval = self.retriever(decision.plan, query, strategy_context)
-        timings["retrieve"] = _since(clock)
-        timings["round_trip"] = retrieval.round_trip_ms
-        timings["opensearch"] = float(
-            max((r.took_ms for r in retrieval.results.values()), default=0)
-        )
-        clock = time.perf_counter()
-        union = merge(
-            {
-                name: [(c.id, c.score, c.source) for c in result.candidates]
-                for name, result in retrieval.results.items()
-            }
-        )
-        features = self.features.extract(query, union, context.user)
-        ranking = self.rank(ranker, features, union, limit)
-        timings["rank"] = _since(clock)
-        return Served(
-            search_id=search_id,
-            text=text,
+        """Every stage for one search, the round trip through this pipeline's retriever."""
+        planned = self.plan(
+            text,
+            policy=policy,
+            user=user,
             moment=moment,
-            query=query,
-            context=context,
-            decision=decision,
-            retrieval=retrieval,
-            union=union,
-            features=features,
-            ranking=ranking,
-            timings_ms=timings,
+            search_id=search_id,
+            exploration_seed=exploration_seed,
+            memory_namespace=memory_namespace,
+            budget=budget,
         )
+        clock = time.perf_counter()
+        retrieval = self.retriever(*planned.request)
+        planned.timings_ms["retrieve"] = _since(clock)
+        return self.finish(planned, retrieval, ranker=ranker, limit=limit)
 
 
 def _since(clock: float) -> float:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field, computed_field, model_validator
 
 from ..understanding import UnderstoodQuery
 from ._budget import cap_to_budget
@@ -108,7 +108,12 @@ class Decision(BaseModel):
 
     policy: str
     policy_version: str = "static"
-    choices: list[StrategyChoice]
+    choices: list[StrategyChoice] = Field(description="the strategies that run, with sizes")
+    skipped: list[StrategyChoice] = Field(
+        default_factory=list,
+        description="the strategies the policy decided not to run (size 0), each with the "
+        "probability of that decision: part of the plan's probability",
+    )
     explored: bool = Field(default=False, description="a choice was not the policy's best guess")
     distribution: list[PlanProbability] = Field(
         default_factory=list,
@@ -129,17 +134,32 @@ class Decision(BaseModel):
         "as the action features were built from it at decision time",
     )
 
+    @model_validator(mode="after")
+    def _skipped_apart(self) -> Decision:
+        """A size-0 choice is a decision not to run: it goes to `skipped`, so `choices` is
+        what ran (policies build one list; decisions logged before the split load the same)."""
+        if any(choice.size == 0 for choice in self.choices):
+            self.skipped = [*self.skipped, *(c for c in self.choices if c.size == 0)]
+            self.choices = [c for c in self.choices if c.size > 0]
+        return self
+
+    @property
+    def every_choice(self) -> list[StrategyChoice]:
+        """What ran and what was decided against: every strategy the policy decided on."""
+        return [*self.choices, *self.skipped]
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def probability(self) -> float:
-        """Probability of the whole plan: the product of the choices' probabilities, each
-        conditional on the choices before it (independent draws for per-strategy decisions)."""
-        return math.prod(choice.probability for choice in self.choices)
+        """Probability of the whole plan: the product of every choice's probability (run or
+        skipped), each conditional on the choices before it (independent draws for
+        per-strategy decisions)."""
+        return math.prod(choice.probability for choice in self.every_choice)
 
     @property
     def plan(self) -> dict[str, int]:
         """Strategy -> candidates to draw, for the strategies that run."""
-        return {c.strategy: c.size for c in self.choices if c.size > 0}
+        return {c.strategy: c.size for c in self.choices}
 
     @property
     def candidate_cost(self) -> int:

@@ -153,7 +153,7 @@ class PerStrategyBandit(VWBandit):
         failed."""
         shared = "shared " + context_features(context)
         query_type = context.query.features.query_type
-        chosen = {choice.strategy: choice for choice in decision.choices}
+        chosen = {choice.strategy: choice for choice in decision.every_choice}
         applicable = [option for option in context.options if option.applicable]
         tried = [outcome.strategies.get(strategy) for strategy in decision.plan]
         if tried and all(result is None or result.failed for result in tried):

@@ -3,7 +3,14 @@
 from ._base import SOURCE_TYPES, SourceType, Strategy, StrategyContext
 from ._builtin import Exploration, Lexical, Memory, Structured, Vector
 from ._registry import get_strategy, register, strategies
-from ._retrieve import Candidate, Retrieval, StrategyResult, retrieve, retrieve_many
+from ._retrieve import (
+    Candidate,
+    Retrieval,
+    StrategyResult,
+    retrieve,
+    retrieve_many,
+    retrieve_many_async,
+)
 
 __all__ = [
     "SOURCE_TYPES",
@@ -22,5 +29,6 @@ __all__ = [
     "register",
     "retrieve",
     "retrieve_many",
+    "retrieve_many_async",
     "strategies",
 ]

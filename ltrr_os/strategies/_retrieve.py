@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
@@ -15,6 +15,9 @@ from .._errors import OpenSearchUnavailableError, QueryError
 from ..understanding import UnderstoodQuery
 from ._base import StrategyContext
 from ._registry import get_strategy
+
+if TYPE_CHECKING:
+    from opensearchpy import AsyncOpenSearch
 
 MAX_STRATEGY_SIZE = 1000
 
@@ -63,6 +66,10 @@ def _error_text(response: Mapping[str, Any]) -> str:
     return str(error)
 
 
+Request = tuple[Mapping[str, int], UnderstoodQuery, StrategyContext]
+"""A plan (strategy -> number of candidates) for a query, in its context."""
+
+
 def retrieve(
     client: OpenSearch,
     plan: Mapping[str, int],
@@ -74,50 +81,81 @@ def retrieve(
     return retrieve_many(client, [(plan, query, context)])[0]
 
 
-def retrieve_many(
-    client: OpenSearch,
-    requests: Sequence[tuple[Mapping[str, int], UnderstoodQuery, StrategyContext]],
-) -> list[Retrieval]:
+def retrieve_many(client: OpenSearch, requests: Sequence[Request]) -> list[Retrieval]:
     """Several plans (each for its query and context) in one `_msearch/template` round trip."""
-    bodies: list[dict[str, Any]] = []
-    sent: list[tuple[int, str, int]] = []  # (request, strategy, size) of each item
-    results: list[dict[str, StrategyResult]] = []
-    for number, (plan, query, context) in enumerate(requests):
-        _check(plan, query, context)
-        index = context.settings.index_name("catalog")
-        found: dict[str, StrategyResult] = {}
-        for name, size in plan.items():
-            strategy = get_strategy(name)
-            params = strategy.params(query, context, size) if size > 0 else None
-            if params is None:
-                found[name] = StrategyResult(strategy=name, size=size, skipped=True)
-                continue
-            bodies += [
-                {"index": index},
-                {"id": strategy.template_id(context.settings), "params": params},
-            ]
-            sent.append((number, name, size))
-        results.append(found)
+    batch = MultiSearch(requests)
     started = time.perf_counter()
-    if sent:
-        timeout_s = max(context.timeout_ms for _, _, context in requests) / 1000 + 1.0
+    if batch.bodies:
         try:
-            responses = client.msearch_template(body=bodies, request_timeout=timeout_s)["responses"]
-        except (OSConnectionError, ConnectionTimeout) as exc:
-            raise OpenSearchUnavailableError(
-                f"OpenSearch did not answer the search: {exc}"
-            ) from None
-        except TransportError as exc:
-            raise OpenSearchUnavailableError(
-                f"OpenSearch refused the search ({exc.status_code}): {exc.error}"
-            ) from None
-        for (number, name, size), response in zip(sent, responses, strict=True):
-            results[number][name] = _result(name, size, response)
-    round_trip = (time.perf_counter() - started) * 1000
-    return [
-        Retrieval(results={name: found[name] for name in plan}, round_trip_ms=round_trip)
-        for found, (plan, _, _) in zip(results, requests, strict=True)
-    ]
+            responses = client.msearch_template(body=batch.bodies, request_timeout=batch.timeout_s)
+        except (OSConnectionError, ConnectionTimeout, TransportError) as exc:
+            raise _unavailable(exc) from None
+        return batch.collect(responses["responses"], started)
+    return batch.collect([], started)
+
+
+async def retrieve_many_async(
+    client: AsyncOpenSearch, requests: Sequence[Request]
+) -> list[Retrieval]:
+    """`retrieve_many` on an asyncio client: the same requests, the same results."""
+    batch = MultiSearch(requests)
+    started = time.perf_counter()
+    if batch.bodies:
+        try:
+            responses = await client.msearch_template(
+                body=batch.bodies, request_timeout=batch.timeout_s
+            )
+        except (OSConnectionError, ConnectionTimeout, TransportError) as exc:
+            raise _unavailable(exc) from None
+        return batch.collect(responses["responses"], started)
+    return batch.collect([], started)
+
+
+def _unavailable(exc: Exception) -> OpenSearchUnavailableError:
+    if isinstance(exc, OSConnectionError | ConnectionTimeout):
+        return OpenSearchUnavailableError(f"OpenSearch did not answer the search: {exc}")
+    assert isinstance(exc, TransportError)
+    return OpenSearchUnavailableError(
+        f"OpenSearch refused the search ({exc.status_code}): {exc.error}"
+    )
+
+
+class MultiSearch:
+    """The `_msearch/template` body of several plans (limits checked first: nothing out of
+    bounds reaches OpenSearch), and the reading of its responses back into each plan's
+    results. Transport-free, so the sync and the asyncio round trips share it."""
+
+    def __init__(self, requests: Sequence[Request]) -> None:
+        self.requests = requests
+        self.bodies: list[dict[str, Any]] = []
+        self._sent: list[tuple[int, str, int]] = []  # (request, strategy, size) of each item
+        self._results: list[dict[str, StrategyResult]] = []
+        for number, (plan, query, context) in enumerate(requests):
+            _check(plan, query, context)
+            index = context.settings.index_name("catalog")
+            found: dict[str, StrategyResult] = {}
+            for name, size in plan.items():
+                strategy = get_strategy(name)
+                params = strategy.params(query, context, size) if size > 0 else None
+                if params is None:
+                    found[name] = StrategyResult(strategy=name, size=size, skipped=True)
+                    continue
+                self.bodies += [
+                    {"index": index},
+                    {"id": strategy.template_id(context.settings), "params": params},
+                ]
+                self._sent.append((number, name, size))
+            self._results.append(found)
+        self.timeout_s = max((c.timeout_ms for _, _, c in requests), default=0) / 1000 + 1.0
+
+    def collect(self, responses: Sequence[Mapping[str, Any]], started: float) -> list[Retrieval]:
+        for (number, name, size), response in zip(self._sent, responses, strict=True):
+            self._results[number][name] = _result(name, size, response)
+        round_trip = (time.perf_counter() - started) * 1000
+        return [
+            Retrieval(results={name: found[name] for name in plan}, round_trip_ms=round_trip)
+            for found, (plan, _, _) in zip(self._results, self.requests, strict=True)
+        ]
 
 
 def _check(plan: Mapping[str, int], query: UnderstoodQuery, context: StrategyContext) -> None:

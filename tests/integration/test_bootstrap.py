@@ -54,8 +54,8 @@ def test_first_run_creates_everything_then_nothing_is_left_to_do(
     p = fresh.index_prefix
     assert aliases(os_client, fresh) == {
         f"{p}catalog_v1": [f"{p}catalog"],
-        f"{p}ubi_events_v1": [f"{p}ubi_events", "ubi_events"],
-        f"{p}ubi_queries_v1": [f"{p}ubi_queries", "ubi_queries"],
+        f"{p}ubi_events_v1": [f"{p}ubi_events"],  # no shared alias unless asked
+        f"{p}ubi_queries_v1": [f"{p}ubi_queries"],
         f"{p}state_v1": [f"{p}state"],
         f"{p}models_v1": [f"{p}models"],
         f"{p}profiles_v1": [f"{p}profiles"],

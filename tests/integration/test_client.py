@@ -68,9 +68,10 @@ def test_a_search_returns_results_with_provenance_decision_and_timings(
     assert set(ran) <= set(ALL_AT_20)
     for result in response.results:
         assert {p.strategy for p in result.provenance} <= set(ran)
-    assert all(0 < c.probability <= 1 for c in response.decision.choices)
+    assert [c.strategy for c in response.decision.choices] == list(ran)
+    assert all(0 < c.probability <= 1 for c in response.decision.every_choice)
     assert response.decision.probability == pytest.approx(
-        math.prod(c.probability for c in response.decision.choices)
+        math.prod(c.probability for c in response.decision.every_choice)
     )
     assert {"understand", "decide", "retrieve", "rank", "log", "total"} <= set(response.timings_ms)
     assert response.understanding.readings[0].slots

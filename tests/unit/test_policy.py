@@ -88,7 +88,7 @@ def _context(
 
 
 def _sizes(decision: Decision) -> dict[str, int]:
-    return {choice.strategy: choice.size for choice in decision.choices}
+    return {choice.strategy: choice.size for choice in decision.every_choice}
 
 
 # -- static policies ---------------------------------------------------------------------------
@@ -103,15 +103,35 @@ def test_single_strategy_runs_only_that_strategy() -> None:
         "memory": 0,
         "exploration": 0,
     }
-    assert all(choice.probability == 1.0 for choice in decision.choices)
+    assert all(choice.probability == 1.0 for choice in decision.every_choice)
+    assert [c.strategy for c in decision.choices] == ["vector"]
     assert decision.policy == "single-vector"
     assert not decision.explored
+
+
+def test_choices_are_what_runs_and_a_logged_size_zero_choice_is_skipped() -> None:
+    """`choices` lists only strategies that run; a decision logged with size-0 choices (as
+    before the split) loads with them in `skipped`, and the plan's probability is unchanged."""
+    logged = {
+        "policy": "per-strategy",
+        "choices": [
+            {"strategy": "lexical", "size": 30, "probability": 0.5},
+            {"strategy": "vector", "size": 0, "probability": 0.25},
+        ],
+    }
+    decision = Decision.model_validate(logged)
+    assert [c.strategy for c in decision.choices] == ["lexical"]
+    assert [(c.strategy, c.probability) for c in decision.skipped] == [("vector", 0.25)]
+    assert decision.probability == pytest.approx(0.125)
+    assert decision.plan == {"lexical": 30}
+    assert Decision.model_validate_json(decision.model_dump_json()) == decision
 
 
 def test_inapplicable_strategies_are_not_run() -> None:
     decision = SingleStrategyPolicy("vector").decide(_context(applicable=("lexical",)))
     assert decision.plan == {}
-    assert [c.strategy for c in decision.choices] == list(STRATEGIES)
+    assert decision.choices == []
+    assert sorted(c.strategy for c in decision.skipped) == sorted(STRATEGIES)
 
 
 def test_rule_policy_default_plans_per_query_type() -> None:
@@ -323,8 +343,9 @@ def test_learned_decisions_respect_budget_and_applicability(kind: str) -> None:
             decision = policy.decide(_context("topical", ("lexical", "vector"), budget))
             assert decision.candidate_cost <= budget
             assert set(decision.plan) <= {"lexical", "vector"}
-            assert [c.strategy for c in decision.choices] == list(STRATEGIES)
-            for choice in decision.choices:
+            assert sorted(c.strategy for c in decision.every_choice) == sorted(STRATEGIES)
+            assert all(c.size > 0 for c in decision.choices)
+            for choice in decision.every_choice:
                 assert 0 < choice.probability <= 1
                 if choice.strategy not in ("lexical", "vector"):
                     assert (choice.size, choice.probability) == (0, 1.0)
@@ -356,7 +377,7 @@ def test_logged_probabilities_are_the_sampling_frequencies(kind: str) -> None:
         assert abs(count / draws - logged[plan]) < 0.04, plan
     for decision in decisions:
         assert decision.probability == pytest.approx(
-            math.prod(c.probability for c in decision.choices)
+            math.prod(c.probability for c in decision.every_choice)
         )
     if isinstance(policy, PerStrategyBandit):
         for strategy in STRATEGIES:
@@ -364,7 +385,7 @@ def test_logged_probabilities_are_the_sampling_frequencies(kind: str) -> None:
             chance = {
                 _sizes(d)[strategy]: c.probability
                 for d in decisions
-                for c in d.choices
+                for c in d.every_choice
                 if c.strategy == strategy
             }
             for size, count in sizes.items():
@@ -432,7 +453,7 @@ def test_per_strategy_bandit_learns_which_strategy_answers_which_query_type() ->
         search = environment.search()
         decision = policy.decide(search.context)
         kind = search.context.query.features.query_type
-        for choice in decision.choices:
+        for choice in decision.every_choice:
             sizes.setdefault((kind, choice.strategy), Counter())[choice.size] += 1
     usual = {key: counts.most_common(1)[0][0] for key, counts in sizes.items()}
     assert usual["topical", "vector"] == 100
@@ -476,10 +497,10 @@ def test_failed_strategies_teach_nothing(kind: str) -> None:
             )
             copy.learn(context, decision, outcome)
     probes = [_context(kind) for kind in ("known_item", "topical", "attribute")] * 5
-    control_choices = [control.decide(c).choices for c in probes]
-    assert [failing.decide(c).choices for c in probes] == control_choices
+    control_choices = [control.decide(c).every_choice for c in probes]
+    assert [failing.decide(c).every_choice for c in probes] == control_choices
     assert (failing.updates, failing.history) == (control.updates, control.history)
-    assert [learning.decide(c).choices for c in probes] != control_choices
+    assert [learning.decide(c).every_choice for c in probes] != control_choices
     assert learning.updates > control.updates
 
 
@@ -673,7 +694,9 @@ def test_every_policy_keeps_the_contract(name: str) -> None:
             context = search.context.model_copy(update={"budget": budget})
             decision = policy.decide(context)
             assert decision.candidate_cost <= budget
-            assert [c.strategy for c in decision.choices] == [o.strategy for o in context.options]
+            decided = sorted(c.strategy for c in decision.every_choice)
+            assert decided == sorted(o.strategy for o in context.options)
+            assert all(c.size > 0 for c in decision.choices)
             applicable = {o.strategy for o in context.options if o.applicable}
             assert set(decision.plan) <= applicable
             drawn = decision.probability_of(decision.plan, budget)

@@ -2,6 +2,7 @@
 events lost, and the client process's memory over the run.
 
     .venv/bin/python scripts/bench_load.py --source-prefix music- [--threads 16] [--searches 10000]
+        [--attack 4]
 
 The catalog under --source-prefix is copied (reindexed) under a throw-away prefix first, so that
 the run's logs and the memory its clicks teach never touch the source; the copy is deleted at the
@@ -10,6 +11,11 @@ and a click, favourite or playback on one result for most searches), from one sh
 that learns online (reward window 5 s). Afterwards the spool is drained and the UBI documents
 counted: events lost = acknowledged - stored, which must be 0; stored more than acknowledged
 would be duplicates.
+
+With --attack N the load runs twice, side by side: alone, then with N more threads sending texts
+that are expensive to match (long words; Thai, CJK, Arabic, Devanagari runs; many words; mixed)
+as fast as they are answered. Normal searches' p50/p95 of both runs, and the attackers' answers,
+failures and partial responses, are printed.
 """
 
 from __future__ import annotations
@@ -36,6 +42,16 @@ from ltrr_os.opensearch import bootstrap, connect
 MUSIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "music"
 WARM_UP = 50
 ACTIONS = (("click", 0.5), ("add_to_favorites", 0.1), ("playback", 0.25))  # else: no engagement
+EXPENSIVE = (
+    "a" * 512,
+    "ก" * 500,
+    "สวัสดีครับ" * 50,
+    "東" * 510,
+    "東京タワーの夜景 " * 50,
+    " ".join(["مرحبا" * 30] * 3),
+    " ".join(["नमस्ते" * 20] * 4),
+    "x" * 100 + " " + "ß" * 300 + " rock queen " * 8,
+)
 
 
 def rss_mib() -> float:
@@ -149,6 +165,24 @@ def work(
             tally.errors["feedback: rejected or duplicate"] += 1
 
 
+def attack(client: LTRRClient, stop: threading.Event, tally: Tally) -> None:
+    """Expensive texts, one after the other, until told to stop."""
+    n = 0
+    while not stop.is_set():
+        text = EXPENSIVE[n % len(EXPENSIVE)][: client.settings.max_query_chars]
+        n += 1
+        started = time.perf_counter()
+        tally.attempts += 1
+        try:
+            response = client.search(text, limit=10)
+        except LtrrError as error:
+            tally.errors[f"search: {str(error)[:60]}"] += 1
+            continue
+        tally.search_ms.append((time.perf_counter() - started) * 1000)
+        tally.searches += 1
+        tally.partial.update(f"{name}: {error[:60]}" for name, error in response.errors.items())
+
+
 def copy_catalog(source: LtrrSettings, target: LtrrSettings, client: OpenSearch) -> float:
     """Bootstrap the target prefix with the source's schema and reindex the source catalog into
     it; returns the seconds it took."""
@@ -177,6 +211,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--searches", type=int, default=10_000, help="in all, each with feedback")
     parser.add_argument("--keep", action="store_true", help="keep the copy and its logs")
+    parser.add_argument(
+        "--attack", type=int, default=0, help="run again with this many expensive-text threads"
+    )
     args = parser.parse_args()
     source = load_settings(index_prefix=args.source_prefix)
     admin = connect(source)
@@ -194,15 +231,24 @@ def main() -> None:
                 f"{source.index_name('catalog')} to {settings.index_name('catalog')} "
                 f"in {copied:.0f} s"
             )
-            run(settings, admin, args.threads, args.searches)
+            run(settings, admin, args.threads, args.searches, attackers=0)
+            if args.attack:
+                run(settings, admin, args.threads, args.searches, attackers=args.attack)
         finally:
             if not args.keep:
                 admin.indices.delete(index=f"{settings.index_prefix}*", expand_wildcards="all")
 
 
-def run(settings: LtrrSettings, admin: OpenSearch, threads: int, searches: int) -> None:
+def run(
+    settings: LtrrSettings, admin: OpenSearch, threads: int, searches: int, attackers: int
+) -> None:
     pool = queries(settings, admin, seed=11)
     tallies = [Tally() for _ in range(threads)]
+    attacks = [Tally() for _ in range(attackers)]
+    stop = threading.Event()
+    stored_before = {
+        kind: count(admin, settings.index_name(kind)) for kind in ("ubi_queries", "ubi_events")
+    }
     memory: list[tuple[str, float]] = []
     warm_up = pool[:: max(1, len(pool) // WARM_UP)][:WARM_UP]
     with LTRRClient(settings) as client:
@@ -216,8 +262,11 @@ def run(settings: LtrrSettings, admin: OpenSearch, threads: int, searches: int) 
             )
             for t, tally in enumerate(tallies)
         ]
+        attackers_ = [
+            threading.Thread(target=attack, args=(client, stop, tally)) for tally in attacks
+        ]
         started = time.perf_counter()
-        for worker in workers:
+        for worker in [*workers, *attackers_]:
             worker.start()
         next_mark = 0.1
         while any(worker.is_alive() for worker in workers):
@@ -226,7 +275,8 @@ def run(settings: LtrrSettings, admin: OpenSearch, threads: int, searches: int) 
                 memory.append((f"{next_mark:.0%}", rss_mib()))
                 next_mark += 0.1
         wall = time.perf_counter() - started
-        for worker in workers:
+        stop.set()
+        for worker in [*workers, *attackers_]:
             worker.join()
         memory.append(("end", rss_mib()))
         deadline = time.monotonic() + 300
@@ -241,15 +291,35 @@ def run(settings: LtrrSettings, admin: OpenSearch, threads: int, searches: int) 
         merged.search_ms += tally.search_ms
         merged.feedback_ms += tally.feedback_ms
         merged.errors += tally.errors
-    stored_searches = count(admin, settings.index_name("ubi_queries")) - len(warm_up)
-    stored_events = count(admin, settings.index_name("ubi_events"))
+    attacked = sum(tally.searches for tally in attacks)
+    stored_searches = (
+        count(admin, settings.index_name("ubi_queries"))
+        - stored_before["ubi_queries"]
+        - len(warm_up)
+        - attacked
+    )
+    stored_events = count(admin, settings.index_name("ubi_events")) - stored_before["ubi_events"]
     print(f"{threads} threads, {searches} searches each followed by feedback, one shared client")
+    if attackers:
+        answered = [ms for tally in attacks for ms in tally.search_ms]
+        failed = Counter[str]()
+        partial = Counter[str]()
+        for tally in attacks:
+            failed += tally.errors
+            partial += tally.partial
+        print(
+            f"  under attack         {attackers} threads of expensive texts: {attacked} answered "
+            f"(p50 {percentile(answered, 0.5):.0f} ms, p95 {percentile(answered, 0.95):.0f} ms), "
+            f"failed {failed.total()} {dict(failed) or ''}, partial {partial.total()} "
+            f"{dict(partial) or ''}"
+        )
     loads = " ".join(f"{load:.1f}" for load in os.getloadavg())
     print(f"  load average         {loads} (1, 5, 15 min, at the end; {os.cpu_count()} cores)")
     print(f"  wall time            {wall:.1f} s")
     print(f"  throughput           {merged.searches / wall:.1f} searches/s (each with feedback)")
     print(
         f"  search latency       p50 {percentile(merged.search_ms, 0.5):.1f} ms, "
+        f"p95 {percentile(merged.search_ms, 0.95):.1f} ms, "
         f"p99 {percentile(merged.search_ms, 0.99):.1f} ms"
     )
     print(

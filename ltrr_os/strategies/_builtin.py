@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from ..memory import decay_scale, namespaced
 from ..understanding import Reading, UnderstoodQuery
 from ._base import SourceType, Strategy, StrategyContext
-from ._clauses import LEXICAL_MAX_WORDS, MAX_TEXT_WORDS, text_clauses
+from ._clauses import LEXICAL_MAX_WORDS, MAX_TEXT_WORDS, bounded_text, text_clauses
 
 POPULARITY_BOOST = 2.0
 OBSERVED_MEMORY_BOOST = 4.0
@@ -179,7 +179,7 @@ class Exploration(Strategy):
     ) -> dict[str, Any] | None:
         if not self.applicable(query):
             return None
-        words = " ".join(query.text.split()[:MAX_TEXT_WORDS])  # clauses stay under 1,024
+        words = bounded_text(query.text, MAX_TEXT_WORDS)  # clauses stay under 1,024
         loose = [{"match": {"predicted_queries": {"query": words}}}]
         loose += text_clauses(context.schema, query.text, fuzzy_words=0)
         return {

@@ -89,7 +89,7 @@ def retrieve_many(client: OpenSearch, requests: Sequence[Request]) -> list[Retri
         try:
             responses = client.msearch_template(body=batch.bodies, request_timeout=batch.timeout_s)
         except (OSConnectionError, ConnectionTimeout, TransportError) as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, batch.timeout_s) from None
         return batch.collect(responses["responses"], started)
     return batch.collect([], started)
 
@@ -106,13 +106,17 @@ async def retrieve_many_async(
                 body=batch.bodies, request_timeout=batch.timeout_s
             )
         except (OSConnectionError, ConnectionTimeout, TransportError) as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, batch.timeout_s) from None
         return batch.collect(responses["responses"], started)
     return batch.collect([], started)
 
 
-def _unavailable(exc: Exception) -> OpenSearchUnavailableError:
-    if isinstance(exc, OSConnectionError | ConnectionTimeout):
+def _unavailable(exc: Exception, timeout_s: float) -> OpenSearchUnavailableError:
+    if isinstance(exc, ConnectionTimeout):
+        return OpenSearchUnavailableError(
+            f"OpenSearch did not answer the search within {timeout_s:.1f} s (overloaded or frozen?)"
+        )
+    if isinstance(exc, OSConnectionError):
         return OpenSearchUnavailableError(f"OpenSearch did not answer the search: {exc}")
     assert isinstance(exc, TransportError)
     return OpenSearchUnavailableError(

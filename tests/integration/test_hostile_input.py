@@ -11,13 +11,14 @@ import csv
 import itertools
 import json
 import random
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given
+from hypothesis import HealthCheck, assume, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from opensearchpy import OpenSearch
@@ -30,8 +31,9 @@ from ltrr_os.config import LtrrSettings, load_schema
 from ltrr_os.embedding import Encoder
 from ltrr_os.opensearch import bootstrap
 from ltrr_os.policy import FixedPlanPolicy
+from ltrr_os.strategies._clauses import text_tokens
 
-from ..unit.test_hostile_input import WEIRD_TEXT, WEIRD_VALUE
+from ..unit.test_hostile_input import EXPENSIVE_TEXT, WEIRD_TEXT, WEIRD_VALUE
 from .test_strategies import HOSTILE
 
 ON_THE_NODE = hypothesis_settings(
@@ -327,3 +329,59 @@ def test_long_queries_of_catalog_words_fail_no_strategy(
     text = " ".join(rng.choice(vocabulary) for _ in range(words))[: client.settings.max_query_chars]
     response = client.search(text, limit=10)
     assert not response.partial, response.errors
+
+
+@ON_THE_NODE
+@given(text=st.one_of(EXPENSIVE_TEXT, WEIRD_TEXT, st.text(max_size=200)))
+def test_token_bounds_never_count_fewer_than_the_nodes_tokenizer(
+    os_client: OpenSearch, text: str
+) -> None:
+    """The clause bounds are computed from `text_tokens`: it must never count fewer tokens than
+    the catalog's analyzers make of the same text."""
+    assume("\x00" not in text and not any(0xD800 <= ord(c) <= 0xDFFF for c in text))
+    analyzed = os_client.indices.analyze(
+        body={"tokenizer": "standard", "filter": ["lowercase", "asciifolding"], "text": text}
+    )["tokens"]
+    assert len(analyzed) <= len(text_tokens(text))
+
+
+@SLOW
+@given(text=EXPENSIVE_TEXT)
+def test_expensive_text_is_answered_by_every_strategy(client: LTRRClient, text: str) -> None:
+    response = client.search(text, limit=10)
+    assert not response.partial, response.errors
+
+
+def test_concurrent_expensive_searches_fail_no_search(client: LTRRClient) -> None:
+    """Four threads send expensive texts of several scripts while normal searches run: every
+    search, expensive or normal, is answered in full."""
+    expensive = [
+        "ก" * 500,
+        "東" * 510,
+        "a" * 512,
+        " ".join(["नमस्ते" * 20] * 4),
+        " ".join(["مرحبا" * 30] * 3),
+        "สวัสดีครับ" * 50,
+        "東京タワーの夜景 " * 50,
+        "x" * 100 + " " + "ß" * 300,
+    ]
+    normal = ["queen", "taylor swift love", "80s rock", "songs by queen", "bohemian rapsody"]
+    failures: list[str] = []
+
+    def run(texts: list[str]) -> None:
+        for text in texts:
+            try:
+                response = client.search(text[:512], limit=10)
+            except Exception as error:
+                failures.append(f"{text[:12]!r}: {error}")
+            else:
+                if response.partial:
+                    failures.append(f"{text[:12]!r}: partial {response.errors}")
+
+    threads = [threading.Thread(target=run, args=(expensive * 2,)) for _ in range(4)]
+    threads.append(threading.Thread(target=run, args=(normal * 6,)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

@@ -31,6 +31,16 @@ from ltrr_os.cli import app
 from ltrr_os.config import LtrrSettings, load_schema
 from ltrr_os.feedback import ubi_event
 from ltrr_os.opensearch import logical_indices
+from ltrr_os.strategies._clauses import (
+    FUZZY_WORDS,
+    LEXICAL_MAX_WORDS,
+    MAX_COMPACT_FUZZY_CHARS,
+    MAX_FUZZY_TERM_CHARS,
+    MAX_TEXT_WORDS,
+    bounded_text,
+    text_clauses,
+    text_tokens,
+)
 
 T = TypeVar("T")
 FAST = hypothesis_settings(
@@ -65,6 +75,27 @@ WEIRD_TEXT = st.one_of(
         ]
     ),
 )
+# Texts whose cost in OpenSearch grows with them: one long word, long runs of scripts written
+# without spaces (Thai, CJK) or with long words (Devanagari, Arabic), many words, and mixes.
+SCRIPTS = {
+    "latin": "abcdefghijklmnopqrstuvwxyzéß",
+    "thai": "".join(map(chr, range(0x0E01, 0x0E3B))),
+    "cjk": "".join(map(chr, range(0x4E00, 0x4E80))) + "の東京タワー",
+    "arabic": "".join(map(chr, range(0x0621, 0x064B))),
+    "devanagari": "".join(map(chr, range(0x0905, 0x094E))),
+    "hangul": "".join(map(chr, range(0xAC00, 0xAC40))),
+}
+_RUN = st.sampled_from(sorted(SCRIPTS)).flatmap(
+    lambda script: st.text(alphabet=SCRIPTS[script], min_size=1, max_size=512)
+)
+EXPENSIVE_TEXT = st.one_of(
+    st.builds(lambda letter, n: letter * n, st.sampled_from("aé東ก"), st.integers(21, 512)),
+    _RUN,
+    st.lists(_RUN, min_size=2, max_size=200).map(" ".join),
+    st.lists(st.sampled_from(["rock", "80s", "love", "queen", "x"]), min_size=11, max_size=300).map(
+        " ".join
+    ),
+).map(lambda text: text[:512])
 WEIRD_SCALAR = st.one_of(
     st.none(),
     st.booleans(),
@@ -444,3 +475,47 @@ def test_user_errors_are_one_clear_line_and_exit_code_2(
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def _fuzzy_clauses(clauses: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(field, text) of each typo-tolerant match clause."""
+    return [
+        (field, match["query"])
+        for clause in clauses
+        for field, match in clause["match"].items()
+        if "fuzziness" in match
+    ]
+
+
+@FAST
+@given(text=st.one_of(EXPENSIVE_TEXT, WEIRD_TEXT, st.text(max_size=512)))
+def test_expensive_text_is_bounded_by_construction(text: str) -> None:
+    """Whatever the script: at most `max_words` tokens matched, typo tolerance only for a few
+    short terms, and the compacted form fuzzy only when short: nothing whose rewrite grows
+    with the text reaches OpenSearch."""
+    for max_words in (MAX_TEXT_WORDS, LEXICAL_MAX_WORDS):
+        clauses = text_clauses(MUSIC, text, max_words=max_words)
+        for clause in clauses:
+            ((_, match),) = clause["match"].items()
+            assert len(text_tokens(match["query"])) <= max_words
+        for field, query in _fuzzy_clauses(clauses):
+            assert len(text_tokens(query)) <= FUZZY_WORDS
+            assert all(len(word) <= MAX_FUZZY_TERM_CHARS for word in query.split())
+            if field.endswith(".compact"):
+                assert len(query.replace(" ", "")) <= MAX_COMPACT_FUZZY_CHARS
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("songs by queen", 3),
+        ("東京タワー", 5),  # the standard tokenizer: one token per ideograph or kana at most
+        ("สวัสดีครับ ผม", 2),  # Thai runs are one token each
+        ("नमस्ते दुनिया", 2),  # vowel signs belong to their word
+        ("don't stop 🎸", 4),  # symbols count alone
+        ("", 0),
+    ],
+)
+def test_text_tokens_count_at_least_the_standard_tokenizers(text: str, tokens: int) -> None:
+    assert len(text_tokens(text)) == tokens
+    assert len(text_tokens(bounded_text(text, 2))) == min(tokens, 2)

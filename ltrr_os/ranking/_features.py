@@ -153,7 +153,7 @@ def _analysed(value: str | None) -> tuple[str, frozenset[str]]:
     return " ".join(words), frozenset(words)
 
 
-@functools.lru_cache(maxsize=262_144)
+@functools.lru_cache(maxsize=65_536)
 def _text_match(query: str, value: str | None) -> tuple[float, float, float, float]:
     """How a field value matches the (normalised) query: exact, prefix, word Jaccard and
     normalised Levenshtein distance (1 for an empty value: all deletions away). Cached: the same

@@ -26,12 +26,14 @@ CURVE_LINES = 6
 
 
 def _rolling(values: Sequence[float], window: int) -> list[float]:
+    """Means of full windows only (a mean of the first few searches is noise, not learning)."""
     out, total = [], 0.0
     for i, value in enumerate(values):
         total += value
         if i >= window:
             total -= values[i - window]
-        out.append(total / min(i + 1, window))
+        if i + 1 >= window:
+            out.append(total / window)
     return out
 
 
@@ -86,7 +88,7 @@ def write_plots(summary: SimulationSummary, runs: Mapping[str, PolicyRun], out: 
     plt.close(figure)
 
     searches = max((len(r.rounds) for r in runs.values()), default=0)
-    window = max(100, searches // 40)
+    window = max(1, min(searches // 4, max(100, searches // 40)))
     lines = _curve_lines(summary)
     for file, title, y_label, series in (
         (
@@ -105,7 +107,13 @@ def write_plots(summary: SimulationSummary, runs: Mapping[str, PolicyRun], out: 
     ):
         figure, axis = plt.subplots(figsize=(9, 5), dpi=110)
         for name, values in series.items():
-            axis.plot(values, label=name, linewidth=2.4 if name in LEARNED else 1.3)
+            start = searches - len(values) + 1  # a rolling mean starts at its first full window
+            axis.plot(
+                range(start, start + len(values)),
+                values,
+                label=name,
+                linewidth=2.4 if name in LEARNED else 1.3,
+            )
         axis.set_title(title)
         axis.set_xlabel("searches")
         axis.set_ylabel(y_label)

@@ -20,7 +20,7 @@ from ltrr_os.evaluation import (
     estimate,
     misspell,
 )
-from ltrr_os.evaluation._report import write_report
+from ltrr_os.evaluation._report import _rolling, write_report
 from ltrr_os.evaluation._simulate import (
     PolicyRun,
     RankerTraining,
@@ -283,3 +283,9 @@ def test_logged_decisions_are_written_as_dsjson_that_vw_reads(tmp_path: Path) ->
         vw.learn(example)
         vw.finish_example(example)
     assert vw.get_weighted_examples() == 50
+
+
+def test_learning_curves_plot_full_windows_only() -> None:
+    """The first searches' mean (one lucky search: 1.0) is not part of a learning curve."""
+    assert _rolling([1.0, 0.0, 0.0, 1.0], 2) == [0.5, 0.0, 0.5]
+    assert _rolling([1.0], 2) == []

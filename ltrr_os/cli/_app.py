@@ -642,6 +642,16 @@ def simulate(
     ranker_every: Annotated[
         int, typer.Option("--ranker-every", min=100, help="Searches between ranker trainings.")
     ] = 2000,
+    cost_per_candidate: Annotated[
+        float | None,
+        typer.Option(
+            "--cost-per-candidate",
+            min=0.0,
+            max=1.0,
+            help="What the learned policies pay per candidate, in units of one search's "
+            "recall (default: settings, 0.002); also the regret's.",
+        ),
+    ] = None,
     dsjson: Annotated[
         Path | None,
         typer.Option("--dsjson", help="Also write LTR&R's decisions as VW DSJSON here."),
@@ -667,6 +677,8 @@ def simulate(
     )
     if budget is not None:
         settings = settings.model_copy(update={"candidate_budget": budget})
+    if cost_per_candidate is not None:
+        settings = settings.model_copy(update={"cost_per_candidate": cost_per_candidate})
     pipeline = _pipeline(settings, client, catalog)
     with _progress() as progress:
         task = progress.add_task("simulate", total=searches)
@@ -687,7 +699,7 @@ def simulate(
             )
     write_report(summary, simulation.runs, out)
     if dsjson is not None:
-        lines = write_dsjson(simulation.logged, dsjson)
+        lines = write_dsjson(simulation.logged, dsjson, simulation.cost_per_candidate)
         console.print(f"wrote {lines} decisions as DSJSON to {dsjson!s}")
     console.print(verdict(summary), soft_wrap=True)
     table = Table(

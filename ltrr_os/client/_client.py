@@ -112,7 +112,7 @@ class LTRRClient:
         self._models = ModelStore(self._os, settings)
         self._profiles = ProfileCache(ProfileStore(self._os, settings), settings.profile_cache_s)
         self._fixed_policy, self._fixed_ranker = policy is not None, ranker is not None
-        self.policy: Policy = policy or new_default_policy()
+        self.policy: Policy = policy or new_default_policy(self.settings.cost_per_candidate)
         self.ranker: Ranker = ranker or self._pipeline.fused
         self._loaded: dict[str, int | None] = {"policy": None, "ranker": None}
         self._reload_lock = threading.Lock()
@@ -264,7 +264,7 @@ class LTRRClient:
     def _live_policy(self) -> Policy:
         pointer = self._models.pointer("policy", DEFAULT_POLICY_NAME)
         if pointer is None:
-            return new_default_policy()
+            return new_default_policy(self.settings.cost_per_candidate)
         for version in [pointer.version, *pointer.previous]:
             try:
                 record, blob = self._models.load("policy", DEFAULT_POLICY_NAME, version)

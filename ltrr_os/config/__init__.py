@@ -10,11 +10,17 @@ from ._schema import (
     TextField,
     load_schema,
 )
-from ._settings import DEFAULT_CONFIG_FILE, LtrrSettings, load_settings
+from ._settings import (
+    DEFAULT_CONFIG_FILE,
+    DEFAULT_COST_PER_CANDIDATE,
+    LtrrSettings,
+    load_settings,
+)
 
 __all__ = [
     "BUILTIN_SCHEMAS",
     "DEFAULT_CONFIG_FILE",
+    "DEFAULT_COST_PER_CANDIDATE",
     "CatalogSchema",
     "EmbeddingSpec",
     "KeywordField",

@@ -41,6 +41,10 @@ def _default_data_dir() -> Path:
     return Path(base) / "ltrr-os"
 
 
+DEFAULT_COST_PER_CANDIDATE = 0.002
+"""100 candidates cost 0.2 of a search's engagement (see `LtrrSettings.cost_per_candidate`)."""
+
+
 class LtrrSettings(BaseSettings):
     """Connection and storage settings shared by the client, the CLI and the tests."""
 
@@ -85,6 +89,14 @@ class LtrrSettings(BaseSettings):
     max_query_chars: int = Field(default=512, ge=1, le=10_000)
     max_results: int = Field(default=100, ge=1, le=1000)
     candidate_budget: int = Field(default=400, ge=1, le=5000)
+    cost_per_candidate: float = Field(
+        default=DEFAULT_COST_PER_CANDIDATE,
+        ge=0,
+        le=1,
+        description="what the learned policies pay per candidate drawn, in units of one "
+        "search's engagement (their reward: engagement found minus this per candidate); "
+        "lower buys recall with candidates. New policies take it; `ltrr replay` rebuilds",
+    )
     search_timeout_ms: int = Field(default=1000, ge=10, le=60_000)
     model_reload_s: float = Field(
         default=2.0,

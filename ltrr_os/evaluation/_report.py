@@ -12,7 +12,6 @@ from pathlib import Path
 from ..policy._features import context_features, plan_action
 from ._ope import Interval, OffPolicyEstimate
 from ._simulate import (
-    COST_PER_CANDIDATE,
     LEARNED,
     ORACLE,
     Logged,
@@ -101,7 +100,8 @@ def write_plots(summary: SimulationSummary, runs: Mapping[str, PolicyRun], out: 
             "regret.png",
             "Regret against the oracle",
             "cumulative regret (reward = recall - "
-            f"{COST_PER_CANDIDATE} x candidates; units of one search's recall)",
+            f"{summary.parameters['cost_per_candidate']} x candidates; units of one search's "
+            "recall)",
             {n: list(itertools.accumulate(x.regret for x in runs[n].rounds)) for n in lines},
         ),
     ):
@@ -245,10 +245,11 @@ def _ope_row(name: str, metric: str, actual: float, found: OffPolicyEstimate) ->
     )
 
 
-def write_dsjson(logged: Sequence[Logged], path: Path) -> int:
+def write_dsjson(logged: Sequence[Logged], path: Path, cost_per_candidate: float) -> int:
     """The system under test's logged decisions as VW DSJSON (one line per decision: the
-    shared context, every plan's action features, the plan chosen, its cost and probability,
-    the whole PMF), for `vw --cb_explore_adf --dsjson --explore_eval`. Returns lines written."""
+    shared context, every plan's action features, the plan chosen, its cost (candidates at
+    `cost_per_candidate` minus recall) and probability, the whole PMF), for
+    `vw --cb_explore_adf --dsjson --explore_eval`. Returns lines written."""
     written = 0
     with path.open("w", encoding="utf-8") as out:
         for row in logged:
@@ -272,7 +273,7 @@ def write_dsjson(logged: Sequence[Logged], path: Path) -> int:
                 )
                 for plan in plans
             ]
-            cost = COST_PER_CANDIDATE * sum(decision.plan.values()) - row.recall
+            cost = cost_per_candidate * sum(decision.plan.values()) - row.recall
             line = {
                 "_label_cost": round(cost, 6),
                 "_label_probability": decision.distribution[chosen].probability,

@@ -44,6 +44,7 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from .._errors import LtrrError, OpenSearchUnavailableError
+from ..config import DEFAULT_COST_PER_CANDIDATE
 from ..feedback import Profile
 from ..learning import LearningRules, LoggedEvent, LoggedSearch
 from ..memory import MemoryBatch, MemoryUpdate, apply_memory, forget_namespaces
@@ -77,7 +78,6 @@ from ._world import Engagement, SimulatedSearch, World
 
 MAX_SIZE = max(SIZE_LEVELS)
 SHOWN = 10
-COST_PER_CANDIDATE = 0.002
 ORACLE = "oracle"
 CURVE_BLOCK = 1000
 LEARNED = ("ltrr", "ltrr-per-strategy")
@@ -253,8 +253,10 @@ def policy_names() -> list[str]:
     return [*strategies(), "all", "rule", *LEARNED, ORACLE]
 
 
-def make_policy(name: str, seed: int) -> tuple[Policy, bool]:
-    """A policy by name and whether it learns."""
+def make_policy(
+    name: str, seed: int, cost_per_candidate: float = DEFAULT_COST_PER_CANDIDATE
+) -> tuple[Policy, bool]:
+    """A policy by name and whether it learns (the learned ones paying `cost_per_candidate`)."""
     if name in strategies():
         return SingleStrategyPolicy(name, MAX_SIZE), False
     if name == "all":
@@ -262,9 +264,14 @@ def make_policy(name: str, seed: int) -> tuple[Policy, bool]:
     if name == "rule":
         return RulePolicy(), False
     if name == "ltrr":
-        return PlanBandit(PlanBanditConfig(name=name, exploration="squarecb", seed=seed)), True
+        plan_config = PlanBanditConfig(
+            name=name, exploration="squarecb", seed=seed, cost_per_candidate=cost_per_candidate
+        )
+        return PlanBandit(plan_config), True
     if name == "ltrr-per-strategy":
-        config = PerStrategyConfig(name=name, exploration="squarecb", seed=seed)
+        config = PerStrategyConfig(
+            name=name, exploration="squarecb", seed=seed, cost_per_candidate=cost_per_candidate
+        )
         return PerStrategyBandit(config), True
     if name == ORACLE:
         return OraclePolicy(), False
@@ -295,8 +302,8 @@ def oracle_plan(lists: Mapping[str, Sequence[str]], wanted: frozenset[str]) -> d
     return {} if best is None else {best[1]: best[0]}
 
 
-def _reward(round_: Round) -> float:
-    return float(round_.recall) - COST_PER_CANDIDATE * round_.candidates
+def _reward(round_: Round, cost_per_candidate: float) -> float:
+    return float(round_.recall) - cost_per_candidate * round_.candidates
 
 
 def versions(client: OpenSearch) -> dict[str, str]:
@@ -337,6 +344,7 @@ class Simulation:
         self.memory_every = memory_every
         self.latency_every = latency_every
         self.ranker_every = ranker_every
+        self.cost_per_candidate = pipeline.context.settings.cost_per_candidate
         self.cache = CachedRetriever(client, MAX_SIZE)  # namespaces: once the runs exist
         self.serving = pipeline
         self.pipeline = SearchPipeline(
@@ -348,7 +356,7 @@ class Simulation:
         )
         self.runs: dict[str, PolicyRun] = {}
         for name in policies:
-            policy, learns = make_policy(name, seed)
+            policy, learns = make_policy(name, seed, self.cost_per_candidate)
             self.runs[name] = PolicyRun(
                 name=name,
                 policy=policy,
@@ -440,14 +448,15 @@ class Simulation:
                     )
                 )
         oracle_round = self.runs[ORACLE].rounds[-1] if ORACLE in self.runs else None
+        cost = self.cost_per_candidate
         best = (
-            _reward(oracle_round)
+            _reward(oracle_round, cost)
             if oracle_round is not None
-            else (1.0 - COST_PER_CANDIDATE * sum(oracle.values()) if oracle else 0.0)
+            else (1.0 - cost * sum(oracle.values()) if oracle else 0.0)
         )
         for run in self.runs.values():
             for round_ in (run.rounds[-1], run.alone[-1]):
-                round_.regret = best - _reward(round_)
+                round_.regret = best - _reward(round_, cost)
 
     def _engage(self, search: SimulatedSearch, shown: Sequence[str]) -> list[Engagement]:
         """The user's actions, with the search's own random numbers (the same for every
@@ -577,7 +586,7 @@ class Simulation:
                 "ranker_every": self.ranker_every,
                 "shown": SHOWN,
                 "max_size": MAX_SIZE,
-                "cost_per_candidate": COST_PER_CANDIDATE,
+                "cost_per_candidate": self.cost_per_candidate,
                 "intents": len(self.world.intents),
                 "users": len(self.world.users),
                 "opensearch_round_trips": self.cache.round_trips,

@@ -128,7 +128,7 @@ class Learner:
         self._profiles = ProfileStore(client, settings)
         self._searches: OrderedDict[str, LoggedSearch] = OrderedDict()
         self._checkpoint: Checkpoint | None = None
-        self.policy: VWBandit = new_default_policy()
+        self.policy: VWBandit = self._new_policy()
         self._policy_ms = 0
         self._policy_dirty = False
         self._published_at = 0.0
@@ -137,6 +137,10 @@ class Learner:
         self._rebuilding = False
 
     # -- lifecycle -------------------------------------------------------------------------------
+
+    def _new_policy(self) -> VWBandit:
+        """An untrained policy paying the configured cost per candidate."""
+        return new_default_policy(self.settings.cost_per_candidate)
 
     @property
     def started(self) -> bool:
@@ -156,7 +160,11 @@ class Learner:
         name = self.config.policy_name
         pointer = self._models.pointer("policy", name)
         if pointer is None:
-            self.policy, self._policy_ms, self._live_policy = new_default_policy(), 0, None
+            self.policy, self._policy_ms, self._live_policy = (
+                self._new_policy(),
+                0,
+                None,
+            )
             return
         record, blob = self._models.load("policy", name, pointer.version)
         policy = policy_from_bytes(blob)
@@ -197,7 +205,11 @@ class Learner:
                 self._searches.clear()
                 self._checkpoint = Checkpoint()
                 self._state.save(self._checkpoint)
-                self.policy, self._policy_ms, self._policy_dirty = new_default_policy(), 0, False
+                self.policy, self._policy_ms, self._policy_dirty = (
+                    self._new_policy(),
+                    0,
+                    False,
+                )
                 self._rebuilding = True
             try:
                 report = self.catch_up(settle_all=settle_all)

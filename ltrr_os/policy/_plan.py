@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import Field, NonNegativeInt
 from vowpalwabbit import Workspace
 
+from ..config import DEFAULT_COST_PER_CANDIDATE
 from ._budget import cap_to_budget
 from ._features import NEW_RECORD, context_features, plan_action
 from ._models import Decision, DecisionContext, Outcome, PlanProbability, StrategyChoice
@@ -216,7 +217,13 @@ def _covers(plan: dict[str, int], other: dict[str, int]) -> bool:
     return all(plan.get(strategy, 0) >= size for strategy, size in other.items())
 
 
-def new_default_policy() -> PlanBandit:
+def new_default_policy(cost_per_candidate: float = DEFAULT_COST_PER_CANDIDATE) -> PlanBandit:
     """The learned policy a new deployment starts with: the joint formulation with SquareCB
     (see scripts/bench_policy.py and the module docstring for why)."""
-    return PlanBandit(PlanBanditConfig(name=DEFAULT_POLICY_NAME, exploration="squarecb"))
+    return PlanBandit(
+        PlanBanditConfig(
+            name=DEFAULT_POLICY_NAME,
+            exploration="squarecb",
+            cost_per_candidate=cost_per_candidate,
+        )
+    )

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vowpalwabbit import Workspace
 
+from ..config import DEFAULT_COST_PER_CANDIDATE
 from ._features import INTERACTIONS, StrategyHistory
 from ._models import Policy
 
@@ -40,7 +41,9 @@ class BanditConfig(BaseModel):
     exploration: Exploration = "epsilon"
     epsilon: float = Field(default=0.05, gt=0, le=1, description="for epsilon exploration")
     gamma_scale: float = Field(default=10.0, gt=0, description="for squarecb: exploitation pace")
-    cost_per_candidate: float = Field(default=0.002, ge=0, description="100 candidates: 0.2")
+    cost_per_candidate: float = Field(
+        default=DEFAULT_COST_PER_CANDIDATE, ge=0, description="100 candidates: 0.2"
+    )
     learning_rate: float = Field(default=0.5, gt=0)
     bits: int = Field(default=20, ge=12, le=28, description="VW feature hash bits")
     seed: int = 0

@@ -3,6 +3,7 @@ estimates and the report."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from rapidfuzz.distance import Levenshtein
 
+from ltrr_os.config import LtrrSettings
 from ltrr_os.evaluation import (
     CurvePoint,
     LoggedRound,
@@ -27,10 +29,11 @@ from ltrr_os.evaluation._simulate import (
     Round,
     _curve,
     _ndcg,
+    make_policy,
     oracle_plan,
 )
 from ltrr_os.evaluation._world import EXAMINATION, SimulatedSearch, World
-from ltrr_os.policy import RulePolicy
+from ltrr_os.policy import RulePolicy, VWBandit, new_default_policy
 from ltrr_os.ranking import FusedRanker
 
 
@@ -276,7 +279,11 @@ def test_logged_decisions_are_written_as_dsjson_that_vw_reads(tmp_path: Path) ->
         decision = policy.decide(search.context)
         logged.append(Logged(search.context, decision, 1.0, float(bool(decision.plan))))
     path = tmp_path / "decisions.dsjson"
-    assert write_dsjson(logged, path) == 50
+    assert write_dsjson(logged, path, cost_per_candidate=0.001) == 50
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first["_label_cost"] == pytest.approx(
+        0.001 * sum(logged[0].decision.plan.values()) - logged[0].recall
+    )
     vw = Workspace("--cb_explore_adf --dsjson --explore_eval --quiet")
     for line in path.read_text().splitlines():
         example = vw.parse(line)
@@ -289,3 +296,13 @@ def test_learning_curves_plot_full_windows_only() -> None:
     """The first searches' mean (one lucky search: 1.0) is not part of a learning curve."""
     assert _rolling([1.0, 0.0, 0.0, 1.0], 2) == [0.5, 0.0, 0.5]
     assert _rolling([1.0], 2) == []
+
+
+@pytest.mark.parametrize("name", ["ltrr", "ltrr-per-strategy"])
+def test_the_learned_policies_pay_the_configured_cost_per_candidate(name: str) -> None:
+    policy, learns = make_policy(name, seed=1, cost_per_candidate=0.0005)
+    assert learns
+    assert isinstance(policy, VWBandit)
+    assert policy.config.cost_per_candidate == 0.0005
+    default = new_default_policy(LtrrSettings(cost_per_candidate=0.0007).cost_per_candidate)
+    assert default.config.cost_per_candidate == 0.0007

@@ -4,14 +4,20 @@ when a version is damaged."""
 from __future__ import annotations
 
 import base64
+import errno
 import logging
+import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from opensearchpy import OpenSearch
+from typer.testing import CliRunner
 
 from ltrr_os import LTRRClient
+from ltrr_os.cli import app
 from ltrr_os.config import LtrrSettings
 from ltrr_os.embedding import Encoder
 from ltrr_os.models import ModelStore
@@ -101,3 +107,27 @@ def test_a_damaged_live_version_is_reported_and_the_one_before_it_serves(
     with LTRRClient(own, encoder=encoder) as client:  # no version loads: the rule policy
         assert isinstance(client.policy, RulePolicy)
         assert client.search("queen", limit=3).decision.policy == "rules"
+
+
+def test_export_on_a_full_disk_is_one_line_and_leaves_no_half_file(
+    own: LtrrSettings,
+    os_client: OpenSearch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ModelStore(os_client, own).publish(
+        "policy", "bandit", _policy(20).to_bytes(), status="promoted"
+    )
+    write_bytes = Path.write_bytes
+
+    def full_disk(path: Path, data: Any) -> int:
+        write_bytes(path, bytes(data)[:10])  # a part reaches the disk, then it is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    env = {"LTRR_OPENSEARCH_URL": own.opensearch_url, "LTRR_INDEX_PREFIX": own.index_prefix}
+    result = CliRunner().invoke(app, ["models", "export", "--out", str(tmp_path)], env=env)
+    assert result.exit_code == 2
+    assert "No space left on device" in result.output
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -38,7 +38,6 @@ _SINGLE_TOKEN_BLOCKS = (
     (0xF900, 0xFAFF),  # CJK compatibility ideographs
     (0x20000, 0x3FFFF),  # CJK extensions B and later
 )
-
 _COMPLEX_CONTEXT_BLOCKS = (
     (0x0E00, 0x0EFF),  # Thai, Lao
     (0x1000, 0x109F),  # Myanmar
@@ -118,7 +117,7 @@ def text_clauses(
     max_words: int = MAX_TEXT_WORDS,
 ) -> list[dict[str, Any]]:
     """Match the text against every text field: the field itself (typo tolerant when the text has
-    at most `fuzzy_words` words), its prefixes, its compacted form (names written without spaces
+    at most `fuzzy_words` tokens), its prefixes, its compacted form (names written without spaces
     or punctuation: 'acdc') and its shingles (words in order). Scores add up across fields, so
     'artist title' queries gain from both. Only the first `max_words` tokens count, and typo
     tolerance applies only to short texts of short terms."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from .._text import memory_key
 from ..config import CatalogSchema, KeywordField, NumberField, TextField
@@ -100,6 +104,31 @@ def _embedding(value: Any, dimension: int) -> list[float]:
     return vector
 
 
+VECTOR_KEYS = ("embedding", "embedding_int8", "embedding_scale")
+"""How a row may bring its vector: floats, or int8 with a scale."""
+
+
+def _quantised_embedding(encoded: Any, scale: Any, dimension: int) -> list[float]:
+    """`embedding_int8` (base64 of `dimension` signed bytes) times `embedding_scale`: a vector in
+    a sixth of the JSON of its floats (the shipped sample and scripts/make_catalog.py write it)."""
+    if not isinstance(encoded, str):
+        raise RowError("embedding_int8 must be base64 text")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise RowError("embedding_int8 is not valid base64") from None
+    if len(raw) != dimension:
+        raise RowError(f"embedding_int8 must hold {dimension} bytes, not {len(raw)}")
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not math.isfinite(scale)
+        or scale <= 0
+    ):
+        raise RowError("embedding_scale must be a positive finite number")
+    return _embedding((np.frombuffer(raw, np.int8) * float(scale)).tolist(), dimension)
+
+
 def prepare_entity(schema: CatalogSchema, values: Mapping[str, Any], origin: str) -> dict[str, Any]:
     """The stored document for a row (without its embedding unless the row brought one).
 
@@ -140,6 +169,10 @@ def prepare_entity(schema: CatalogSchema, values: Mapping[str, Any], origin: str
             doc["popularity"] = popularity
     if values.get("embedding") is not None:
         doc["embedding"] = _embedding(values["embedding"], schema.embedding.dimension)
+    elif values.get("embedding_int8") is not None:
+        doc["embedding"] = _quantised_embedding(
+            values["embedding_int8"], values.get("embedding_scale"), schema.embedding.dimension
+        )
     priors: dict[str, float] = {}
     predicted: list[str] = []
     for query, prior in schema.predicted_queries_for({**doc, "popularity": popularity or 0.0}):
@@ -161,5 +194,5 @@ def prepare_entity(schema: CatalogSchema, values: Mapping[str, Any], origin: str
 
 def unknown_fields(schema: CatalogSchema, keys: set[str]) -> set[str]:
     """Keys of a row that the schema does not know (they are ignored on ingest)."""
-    known = set(schema.fields) | {"id", "entity_type", "popularity", "embedding", "sources"}
+    known = set(schema.fields) | {"id", "entity_type", "popularity", "sources", *VECTOR_KEYS}
     return keys - known

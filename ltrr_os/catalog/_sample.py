@@ -4,13 +4,10 @@ seconds and encodes nothing (`ltrr quickstart`; built by scripts/make_sample.py)
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 from collections.abc import Iterator
 from importlib import resources
-
-import numpy as np
 
 from ._readers import SourceRow
 
@@ -18,12 +15,8 @@ SAMPLE = "music-sample.jsonl.gz"
 
 
 def sample_rows() -> Iterator[SourceRow]:
-    """The sample's entities, each with its vector as floats, ready for `ingest_rows`."""
+    """The sample's entities, each with its int8 vector and scale, ready for `ingest_rows`."""
     data = resources.files("ltrr_os.catalog").joinpath("data", SAMPLE)
     with data.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
-            values = json.loads(line)
-            quantised = np.frombuffer(base64.b64decode(values.pop("embedding_int8")), np.int8)
-            scale = float(values.pop("embedding_scale"))
-            values["embedding"] = (quantised.astype(np.float32) * scale).tolist()
-            yield SourceRow(SAMPLE, number, values)
+            yield SourceRow(SAMPLE, number, json.loads(line))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import math
 from typing import Any
 
@@ -50,6 +51,10 @@ def test_single_entity_type_schema_defaults_the_type() -> None:
     assert doc["entity_type"] == "document"
 
 
+def _int8(values: list[int]) -> str:
+    return base64.b64encode(bytes(v & 0xFF for v in values)).decode()
+
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [
@@ -71,6 +76,12 @@ def test_single_entity_type_schema_defaults_the_type() -> None:
         (track(embedding=[1.0, 2.0]), "list of 384 numbers"),
         (track(embedding=[0.0] * 384), "zero vector"),
         (track(embedding=[float("nan")] * 384), "not a finite number"),
+        (track(embedding_int8="!!", embedding_scale=0.01), "not valid base64"),
+        (track(embedding_int8=_int8([1] * 10), embedding_scale=0.01), "384 bytes, not 10"),
+        (track(embedding_int8=_int8([1] * 384)), "embedding_scale must be"),
+        (track(embedding_int8=_int8([1] * 384), embedding_scale=-1), "embedding_scale must be"),
+        (track(embedding_int8=_int8([0] * 384), embedding_scale=0.01), "zero vector"),
+        (track(embedding_int8=12, embedding_scale=0.01), "base64 text"),
     ],
 )
 def test_bad_rows_are_refused_with_a_reason(row: dict[str, Any], message: str) -> None:
@@ -81,3 +92,9 @@ def test_bad_rows_are_refused_with_a_reason(row: dict[str, Any], message: str) -
 def test_a_precomputed_embedding_is_kept() -> None:
     vector = [0.5] * 384
     assert prepare_entity(MUSIC, track(embedding=vector), "f:1")["embedding"] == vector
+
+
+def test_an_int8_embedding_with_its_scale_is_the_vector_it_encodes() -> None:
+    values = [(-1) ** i * (i % 128) for i in range(384)]
+    row = track(embedding_int8=_int8(values), embedding_scale=0.5)
+    assert prepare_entity(MUSIC, row, "f:1")["embedding"] == [v * 0.5 for v in values]

@@ -1010,14 +1010,24 @@ def learn_command(
 
 
 @app.command("replay")
-def replay_command() -> None:
-    """Rebuild the Q2E memory and the user profiles from the UBI log alone, and a policy,
-    stored as a candidate version (promote it with `ltrr models promote policy N`). Stop the
-    learner first: replay takes its lease."""
+def replay_command(
+    settle_all: Annotated[
+        bool,
+        typer.Option(
+            "--settle-all",
+            help="Settle every search in the log, the newest too, without waiting for its "
+            "reward window.",
+        ),
+    ] = False,
+) -> None:
+    """Rebuild the Q2E memory and the user profiles from the UBI log alone, and a policy:
+    promoted if the policy gate finds it not worse than the live one on the newest logged
+    decisions, else stored as a candidate (`ltrr models promote policy N` overrules the gate).
+    Stop the learner first: replay takes its lease."""
     settings, client = state.settings(), state.client()
     learner = Learner(client, settings)
     with err_console.status("replaying the log"):
-        report = learner.rebuild(catalog_schema(client, settings))
+        report = learner.rebuild(catalog_schema(client, settings), settle_all=settle_all)
     _print_learning(report)
 
 

@@ -1,6 +1,7 @@
 """Evaluation: judged query sets (queries, qrels, documents) and the test collections they come
 from; logged and off-policy evaluation; and the online simulation of users over the catalog."""
 
+from ..policy import LoggedRound, OffPolicyEstimate, estimate
 from ._datasets import (
     JudgedCollection,
     read_cisi,
@@ -13,7 +14,6 @@ from ._datasets import (
 )
 from ._evaluate import MEASURES, EvaluationReport, EvaluationRow, evaluate
 from ._logged import LoggedEvaluationReport, evaluate_logged
-from ._ope import LoggedRound, OffPolicyEstimate, estimate
 from ._report import verdict, write_dsjson, write_report
 from ._simulate import (
     CurvePoint,

@@ -9,8 +9,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..policy import Interval, OffPolicyEstimate
 from ..policy._features import context_features, plan_action
-from ._ope import Interval, OffPolicyEstimate
 from ._simulate import (
     LEARNED,
     ORACLE,

@@ -54,6 +54,8 @@ from ..policy import (
     Decision,
     DecisionContext,
     FixedPlanPolicy,
+    LoggedRound,
+    OffPolicyEstimate,
     PerStrategyBandit,
     PlanBandit,
     PlanBanditConfig,
@@ -61,6 +63,7 @@ from ..policy import (
     RulePolicy,
     SingleStrategyPolicy,
     StrategyChoice,
+    estimate,
 )
 from ..policy import BanditConfig as PerStrategyConfig
 from ..ranking import (
@@ -73,7 +76,6 @@ from ..ranking import (
     fit_ranker,
 )
 from ..strategies import retrieve, strategies
-from ._ope import LoggedRound, OffPolicyEstimate, estimate
 from ._world import Engagement, SimulatedSearch, World
 
 MAX_SIZE = max(SIZE_LEVELS)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,10 +35,13 @@ from .._errors import LtrrError
 from ..config import CatalogSchema, LtrrSettings
 from ..feedback import ProfileStore
 from ..memory import MemoryBatch, apply_memory, reset_memory
-from ..models import ModelStore, who
+from ..models import ModelStore, policy_gate, who
 from ..policy import (
     DEFAULT_POLICY_NAME,
     ENGAGEMENT_WEIGHTS,
+    DecisionContext,
+    LoggedRound,
+    PlanBandit,
     VWBandit,
     new_default_policy,
     policy_from_bytes,
@@ -50,6 +53,10 @@ from ._rules import LearningRules, LoggedEvent, LoggedSearch
 log = logging.getLogger(__name__)
 
 CACHED_SEARCHES = 100_000
+GATE_HOLDOUT = 0.2
+"""The newest share of a rebuild's logged decisions the policy gate compares on..."""
+GATE_MAX_DECISIONS = 5_000
+"""...at most this many (what a rebuild keeps of them: contexts are not small)."""
 SETTLE_FIELDS = {"includes": ["ltrr"], "excludes": ["ltrr.features"]}
 
 
@@ -135,6 +142,11 @@ class Learner:
         self._live_policy: int | None = None
         self._lock = threading.RLock()
         self._rebuilding = False
+        # A rebuild's newest logged decisions and how many it saw, for the policy gate.
+        self._validation: deque[tuple[DecisionContext, LoggedRound]] = deque(
+            maxlen=GATE_MAX_DECISIONS
+        )
+        self._validated = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -195,8 +207,10 @@ class Learner:
 
     def rebuild(self, schema: CatalogSchema, *, settle_all: bool = False) -> LearnerReport:
         """`ltrr replay`: forget the memory and the profiles, learn everything again from the
-        start of the log (a fresh policy included), and store the rebuilt policy as a
-        candidate version (the live one keeps serving until it is promoted)."""
+        start of the log (a fresh policy included), and store the rebuilt policy: promoted if
+        it passes the policy gate (its estimate on the newest logged decisions, each taken
+        before it learned from it, against what the live policy earned), else kept as a
+        candidate with the gate's reason."""
         self.start()
         try:
             with self._lock:
@@ -211,6 +225,8 @@ class Learner:
                     False,
                 )
                 self._rebuilding = True
+                self._validation.clear()
+                self._validated = 0
             try:
                 report = self.catch_up(settle_all=settle_all)
             except BaseException:
@@ -219,21 +235,36 @@ class Learner:
             finally:
                 self._rebuilding = False
             with self._lock:
+                gate = policy_gate(self._held_out())
+                self._validation.clear()
                 record = self._models.publish(
                     "policy",
                     self.config.policy_name,
                     self.policy.to_bytes(),
-                    status="candidate",
+                    status="promoted" if gate.promote else "candidate",
                     parent=self._live_policy,
                     trained_on=self._trained_on(),
-                    metrics={"updates": self.policy.updates},
-                    reason="rebuilt from the log by ltrr replay",
+                    metrics={"updates": self.policy.updates, "gate": gate.metrics},
+                    reason=f"rebuilt from the log by ltrr replay; {gate.reason}",
                 )
-                report.published.append(f"policy v{record.version} (candidate)")
+                report.published.append(
+                    f"policy v{record.version} ({record.status}): {gate.reason}"
+                )
                 self._load_policy()
             return report
         finally:
             self.stop()
+
+    def _held_out(self) -> list[LoggedRound]:
+        """The newest share of the rebuild's decisions, each with the rebuilt policy's PMF for
+        its context as the target (computed by a copy: predicting moves the policy's
+        exploration schedule, and the stored policy must equal what the learner learns)."""
+        count = min(len(self._validation), int(self._validated * GATE_HOLDOUT))
+        judge = policy_from_bytes(self.policy.to_bytes())
+        if count == 0 or not isinstance(judge, PlanBandit):
+            return []
+        newest = list(self._validation)[len(self._validation) - count :]
+        return [judge.with_target(context, logged) for context, logged in newest]
 
     def catch_up(self, *, settle_all: bool = False, lag_s: float | None = None) -> LearnerReport:
         """Step until both cursors reach the watermark. `settle_all` settles every search
@@ -438,6 +469,11 @@ class Learner:
                 continue
             before = self.policy.updates
             try:
+                if self._rebuilding and isinstance(self.policy, PlanBandit):
+                    found = self.policy.logged_round(record.context, record.decision, outcome)
+                    if found is not None:
+                        self._validation.append((record.context, found))
+                        self._validated += 1
                 self.policy.learn(record.context, record.decision, outcome)
             except Exception:
                 log.exception("the policy failed to learn from %s", record.search_id)

@@ -1,7 +1,7 @@
 """Learned models in OpenSearch: versions, the live pointer servers load, promotion (with its
 gate), rollback and pruning."""
 
-from ._gate import RANKER_NAME, GateDecision, live_ranker, train_ranker
+from ._gate import RANKER_NAME, GateDecision, live_ranker, policy_gate, train_ranker
 from ._store import MODEL_KINDS, LivePointer, ModelKind, ModelStore, ModelVersion, who
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "ModelStore",
     "ModelVersion",
     "live_ranker",
+    "policy_gate",
     "train_ranker",
     "who",
 ]

@@ -9,6 +9,8 @@ so an operator can still promote it (`ltrr models promote`)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ from pydantic import BaseModel
 from .._errors import LtrrError
 from ..catalog import catalog_schema
 from ..config import LtrrSettings
+from ..policy import LoggedRound, estimate
 from ..ranking import (
     FeatureExtractor,
     LambdaMARTRanker,
@@ -130,3 +133,42 @@ def gate(
         f"nDCG@10 {new:.4f} {verdict} {serving_name}'s {old:.4f} on {searches} held-out searches"
     )
     return GateDecision(promote=new >= old, reason=reason, metrics=metrics)
+
+
+MIN_POLICY_GATE_ROUNDS = 50
+
+
+def policy_gate(held_out: Sequence[LoggedRound]) -> GateDecision:
+    """Promote a policy rebuilt from the log when its estimated reward on the newest logged
+    decisions (a doubly robust estimate, bootstrap 95% interval) is not below the interval of
+    what the live, logging policy earned on them (the on-policy mean). The rebuilt policy
+    learned from those decisions too, so its estimate leans its way; the gate stops a
+    rebuild that is worse even so, not one that is merely no better."""
+    metrics: dict[str, Any] = {"held_out_decisions": len(held_out)}
+    if len(held_out) < MIN_POLICY_GATE_ROUNDS:
+        reason = (
+            f"{len(held_out)} held-out decisions with their plan distribution: too few to "
+            f"compare (at least {MIN_POLICY_GATE_ROUNDS})"
+        )
+        return GateDecision(promote=False, reason=reason, metrics=metrics)
+    new = estimate(held_out)
+    live = estimate(
+        [replace(r, target=dict(r.logging or {r.action: r.propensity})) for r in held_out]
+    )
+    metrics |= {
+        "candidate_dr": new.dr.model_dump(),
+        "live_on_policy": live.ips.model_dump(),
+        "matches": new.matches,
+        "effective_sample_size": new.effective_sample_size,
+    }
+    value, low = new.dr.value, live.ips.low
+    if value is None or low is None:
+        reason = "the logs never chose what it would choose: no support to estimate it on"
+        return GateDecision(promote=False, reason=reason, metrics=metrics)
+    promote = value >= low
+    reason = (
+        f"estimated reward {value:.4f} [{new.dr.low:.4f}, {new.dr.high:.4f}] on "
+        f"{len(held_out)} held-out decisions {'is not below' if promote else 'is below'} the "
+        f"live policy's {live.ips.value:.4f} [{low:.4f}, {live.ips.high:.4f}]"
+    )
+    return GateDecision(promote=promote, reason=reason, metrics=metrics)

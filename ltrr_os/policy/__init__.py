@@ -14,6 +14,7 @@ from ._models import (
     TimeContext,
     UserProfile,
 )
+from ._ope import Interval, LoggedRound, OffPolicyEstimate, estimate
 from ._per_strategy import PerStrategyBandit
 from ._plan import DEFAULT_PLANS, PlanBandit, PlanBanditConfig, new_default_policy
 from ._simulation import RoundResult, SyntheticEnvironment, simulate
@@ -37,6 +38,9 @@ __all__ = [
     "DecisionContext",
     "Exploration",
     "FixedPlanPolicy",
+    "Interval",
+    "LoggedRound",
+    "OffPolicyEstimate",
     "Outcome",
     "PerStrategyBandit",
     "PlanBandit",
@@ -53,6 +57,7 @@ __all__ = [
     "TimeContext",
     "UserProfile",
     "VWBandit",
+    "estimate",
     "new_default_policy",
     "policy_from_bytes",
     "simulate",

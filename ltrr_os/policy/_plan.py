@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from pydantic import Field, NonNegativeInt
 from vowpalwabbit import Workspace
@@ -28,6 +29,7 @@ from ..config import DEFAULT_COST_PER_CANDIDATE
 from ._budget import cap_to_budget
 from ._features import NEW_RECORD, context_features, plan_action
 from ._models import Decision, DecisionContext, Outcome, PlanProbability, StrategyChoice
+from ._ope import LoggedRound
 from ._static import DEFAULT_RULES, EVERY_STRATEGY
 from ._vw import DEFAULT_POLICY_NAME, BanditConfig, VWBandit, argmax, sample
 
@@ -175,17 +177,9 @@ class PlanBandit(VWBandit):
             pmf: list[float] | None = [option.probability for option in decision.distribution]
         else:
             plans, pmf = self.plans(context), None
-        results = {strategy: outcome.strategies.get(strategy) for strategy in plan}
-        if plan not in plans or any(r is None or r.failed for r in results.values()):
+        hits = _hits(plan, outcome)
+        if plan not in plans or hits is None:
             return
-        hits = {
-            strategy: (r.hit_rank, r.engagement_weight)
-            for strategy, r in results.items()
-            if r is not None
-            and r.engagement_weight > 0
-            and r.hit_rank is not None
-            and r.hit_rank <= r.size
-        }
         shared = "shared " + context_features(context)
         query_type = context.query.features.query_type
         if pmf is None:
@@ -206,10 +200,61 @@ class PlanBandit(VWBandit):
                 labelled = list(actions)
                 labelled[index] = f"0:{cost:.6g}:{probability:.6g} {actions[index]}"
                 self._vw.learn([shared, *labelled])
-            for strategy, result in results.items():
-                if result is not None:
-                    self.history.record(query_type, strategy, strategy in hits, result.candidates)
+            for strategy in plan:
+                result = outcome.strategies[strategy]
+                self.history.record(query_type, strategy, strategy in hits, result.candidates)
             self.updates += 1
+
+    def logged_round(
+        self, context: DecisionContext, decision: Decision, outcome: Outcome
+    ) -> LoggedRound | None:
+        """A logged decision as an off-policy round: the plan drawn, its logged probability,
+        the reward this policy learns on and the logged PMF (the target's PMF comes from
+        `with_target`). None when the decision logged no PMF or teaches nothing."""
+        plan = decision.plan
+        logged = {_key(option.plan): option.probability for option in decision.distribution}
+        hits = _hits(plan, outcome)
+        if not plan or hits is None or logged.get(_key(plan), 0.0) <= 0:
+            return None
+        found = [weight for _, weight in hits.values()]
+        return LoggedRound(
+            context=context.query.features.query_type,
+            action=_key(plan),
+            propensity=logged[_key(plan)],
+            reward=-self._cost(max(found, default=0.0), bool(found), sum(plan.values())),
+            target={},
+            logging=logged,
+        )
+
+    def with_target(self, context: DecisionContext, logged: LoggedRound) -> LoggedRound:
+        """The round with this policy's PMF over plans for its context as the target. It
+        predicts, which moves an exploration schedule: judge with a copy, not the policy
+        that learns."""
+        target: dict[tuple[tuple[str, int], ...], float] = {}
+        for option in self.decide(context).distribution:
+            target[_key(option.plan)] = target.get(_key(option.plan), 0.0) + option.probability
+        return replace(logged, target=target)
+
+
+def _key(plan: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((s, n) for s, n in plan.items() if n > 0))
+
+
+def _hits(plan: Mapping[str, int], outcome: Outcome) -> dict[str, tuple[int, float]] | None:
+    """Per strategy of the plan that found an engaged item within its size: (its rank, the
+    engagement's weight). None when a strategy of the plan failed or has no outcome: then the
+    search teaches nothing about the plan."""
+    results = {strategy: outcome.strategies.get(strategy) for strategy in plan}
+    if any(result is None or result.failed for result in results.values()):
+        return None
+    return {
+        strategy: (r.hit_rank, r.engagement_weight)
+        for strategy, r in results.items()
+        if r is not None
+        and r.engagement_weight > 0
+        and r.hit_rank is not None
+        and r.hit_rank <= r.size
+    }
 
 
 def _covers(plan: dict[str, int], other: dict[str, int]) -> bool:

@@ -167,8 +167,8 @@ def test_three_servers_and_a_learner_killed_midway_learn_what_a_replay_learns(
     assert {u: p.engagements for u, p in replayed_profiles.items()} == {
         u: p.engagements for u, p in profiles.items()
     }
-    [candidate] = [v for v in store.versions("policy") if v.status == "candidate"]
-    replayed = policy_from_bytes(store.load("policy", "bandit", candidate.version)[1])
+    [rebuilt] = [v for v in store.versions("policy") if v.reason.startswith("rebuilt")]
+    replayed = policy_from_bytes(store.load("policy", "bandit", rebuilt.version)[1])
     assert (replayed.updates, replayed.history) == (live.updates, live.history)
     assert report.policy_lessons == live.updates
     assert replayed.to_bytes().partition(b"\n")[2] == live.to_bytes().partition(b"\n")[2]

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from ltrr_os.evaluation import LoggedRound, estimate
-from ltrr_os.evaluation._ope import Interval
+from ltrr_os.models import policy_gate
+from ltrr_os.policy import Interval, SyntheticEnvironment, new_default_policy, simulate
 
 P_REWARD = {(0, "a"): 0.8, (0, "b"): 0.2, (1, "a"): 0.3, (1, "b"): 0.6}
 
@@ -95,3 +96,61 @@ def test_the_reward_model_never_scores_the_rounds_it_was_fitted_on() -> None:
     result = estimate(rounds, folds=2)
     assert result.dr.value is not None
     assert result.dr.value == pytest.approx(2 / 41, abs=1e-6)  # the weighted residual, in full
+
+
+def _rounds(n: int, target: dict[str, float]) -> list[LoggedRound]:
+    """Logged uniformly over a (reward 1) and b (reward 0)."""
+    logging = {"a": 0.5, "b": 0.5}
+    return [
+        LoggedRound(
+            context="c",
+            action="a" if i % 2 else "b",
+            propensity=0.5,
+            reward=1.0 if i % 2 else 0.0,
+            target=target,
+            logging=logging,
+        )
+        for i in range(n)
+    ]
+
+
+def test_the_policy_gate_promotes_only_what_is_not_worse_than_the_live_policy() -> None:
+    better = policy_gate(_rounds(200, {"a": 1.0}))
+    assert better.promote, better.reason
+    assert "is not below the live policy's" in better.reason
+    assert policy_gate(_rounds(200, {"a": 0.5, "b": 0.5})).promote  # the live policy itself
+    worse = policy_gate(_rounds(200, {"b": 1.0}))
+    assert not worse.promote
+    assert "is below the live policy's" in worse.reason
+    assert worse.metrics["held_out_decisions"] == 200
+    unsupported = policy_gate(_rounds(200, {"never logged": 1.0}))
+    assert not unsupported.promote
+    assert "no support" in unsupported.reason
+    few = policy_gate(_rounds(20, {"a": 1.0}))
+    assert not few.promote
+    assert "too few" in few.reason
+
+
+def test_a_plan_bandits_logged_round_is_the_logged_decision_judged_by_its_own_pmf() -> None:
+    policy = new_default_policy()
+    environment = SyntheticEnvironment(seed=5)
+    simulate(policy, environment, 300)
+    checked = 0
+    for _ in range(50):
+        search = environment.search()
+        decision = policy.decide(search.context)
+        logged = policy.logged_round(search.context, decision, search.outcome(decision))
+        if logged is None:
+            assert not decision.plan or not decision.distribution
+            continue
+        checked += 1
+        found = policy.with_target(search.context, logged)
+        assert (
+            found.logging
+            == logged.logging
+            == {tuple(sorted(o.plan.items())): o.probability for o in decision.distribution}
+        )
+        assert found.propensity == found.logging[found.action] > 0
+        assert sum(found.target.values()) == pytest.approx(1.0, abs=1e-6)
+        assert found.reward <= 1.0
+    assert checked > 30

@@ -13,7 +13,8 @@ throw-away prefix (deleted at the end unless --keep). Then, for the judged queri
 - kNN recall@100: the vector strategy's 100 against the exact 100 nearest by cosine
   (`script_score` over every entity).
 
-The node's heap and the catalog's size on disk per entity are read from OpenSearch. Run it on a
+The node's heap and the catalog's size on disk per entity (as ingest leaves it, before the
+force-merge to one segment that makes latencies comparable) are read from OpenSearch. Run it on a
 quiet machine: the client and the node share the cores.
 """
 
@@ -100,8 +101,10 @@ def measure(
     ingest_s = time.perf_counter() - started
     refresh_lexicon(client, settings, schema)
     alias = settings.index_name("catalog")
+    client.indices.flush(index=alias)
+    stats = client.indices.stats(index=alias)["_all"]["primaries"]  # as ingest leaves it
+    # One segment per catalog, so that latencies compare across sizes.
     client.indices.forcemerge(index=alias, max_num_segments=1, request_timeout=3600)
-    stats = client.indices.stats(index=alias)["_all"]["primaries"]
     heap = [
         node["jvm"]["mem"]["heap_used_in_bytes"]
         for node in client.nodes.stats(metric="jvm")["nodes"].values()

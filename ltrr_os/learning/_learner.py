@@ -208,9 +208,8 @@ class Learner:
     def rebuild(self, schema: CatalogSchema, *, settle_all: bool = False) -> LearnerReport:
         """`ltrr replay`: forget the memory and the profiles, learn everything again from the
         start of the log (a fresh policy included), and store the rebuilt policy: promoted if
-        it passes the policy gate (its estimate on the newest logged decisions, each taken
-        before it learned from it, against what the live policy earned), else kept as a
-        candidate with the gate's reason."""
+        it passes the policy gate (its estimate on the newest logged decisions against what
+        the live policy earned on them), else kept as a candidate with the gate's reason."""
         self.start()
         try:
             with self._lock:

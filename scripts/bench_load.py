@@ -34,7 +34,7 @@ from pathlib import Path
 
 from opensearchpy import OpenSearch
 
-from ltrr_os import FeedbackEvent, LTRRClient, LtrrError, SearchContext
+from ltrr_os import FeedbackEvent, LTRRClient, LtrrError, SearchContext, SearchResponse
 from ltrr_os.catalog import catalog_schema, load_lexicon, refresh_lexicon
 from ltrr_os.config import LtrrSettings, load_settings
 from ltrr_os.opensearch import bootstrap, connect
@@ -106,6 +106,35 @@ class Tally:
     feedback_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
 
+    @classmethod
+    def merged(cls, tallies: list[Tally]) -> Tally:
+        whole = cls()
+        for tally in tallies:
+            whole.attempts += tally.attempts
+            whole.searches += tally.searches
+            whole.events += tally.events
+            whole.partial += tally.partial
+            whole.search_ms += tally.search_ms
+            whole.feedback_ms += tally.feedback_ms
+            whole.errors += tally.errors
+        return whole
+
+    def search(
+        self, client: LTRRClient, text: str, context: SearchContext | None = None
+    ) -> SearchResponse | None:
+        """One search, timed and counted; None when it failed."""
+        started = time.perf_counter()
+        self.attempts += 1
+        try:
+            response = client.search(text, context, limit=10)
+        except LtrrError as error:
+            self.errors[f"search: {type(error).__name__}: {str(error)[:60]}"] += 1
+            return None
+        self.search_ms.append((time.perf_counter() - started) * 1000)
+        self.searches += 1
+        self.partial.update(f"{name}: {error[:60]}" for name, error in response.errors.items())
+        return response
+
 
 def work(
     client: LTRRClient,
@@ -117,17 +146,8 @@ def work(
     rng = random.Random(thread)
     for n in range(count):
         context = SearchContext(user_id=f"load-{thread}-{n % 40}")
-        started = time.perf_counter()
-        tally.attempts += 1
-        try:
-            response = client.search(rng.choice(pool), context, limit=10)
-        except LtrrError as error:
-            tally.errors[f"search: {type(error).__name__}"] += 1
-            continue
-        tally.search_ms.append((time.perf_counter() - started) * 1000)
-        tally.searches += 1
-        tally.partial.update(f"{name}: {error[:60]}" for name, error in response.errors.items())
-        if not response.results:
+        response = tally.search(client, rng.choice(pool), context)
+        if response is None or not response.results:
             continue
         events = [
             FeedbackEvent(
@@ -169,18 +189,8 @@ def attack(client: LTRRClient, stop: threading.Event, tally: Tally) -> None:
     """Expensive texts, one after the other, until told to stop."""
     n = 0
     while not stop.is_set():
-        text = EXPENSIVE[n % len(EXPENSIVE)][: client.settings.max_query_chars]
+        tally.search(client, EXPENSIVE[n % len(EXPENSIVE)][: client.settings.max_query_chars])
         n += 1
-        started = time.perf_counter()
-        tally.attempts += 1
-        try:
-            response = client.search(text, limit=10)
-        except LtrrError as error:
-            tally.errors[f"search: {str(error)[:60]}"] += 1
-            continue
-        tally.search_ms.append((time.perf_counter() - started) * 1000)
-        tally.searches += 1
-        tally.partial.update(f"{name}: {error[:60]}" for name, error in response.errors.items())
 
 
 def copy_catalog(source: LtrrSettings, target: LtrrSettings, client: OpenSearch) -> float:
@@ -262,11 +272,11 @@ def run(
             )
             for t, tally in enumerate(tallies)
         ]
-        attackers_ = [
+        attack_threads = [
             threading.Thread(target=attack, args=(client, stop, tally)) for tally in attacks
         ]
         started = time.perf_counter()
-        for worker in [*workers, *attackers_]:
+        for worker in [*workers, *attack_threads]:
             worker.start()
         next_mark = 0.1
         while any(worker.is_alive() for worker in workers):
@@ -276,42 +286,29 @@ def run(
                 next_mark += 0.1
         wall = time.perf_counter() - started
         stop.set()
-        for worker in [*workers, *attackers_]:
+        for worker in [*workers, *attack_threads]:
             worker.join()
         memory.append(("end", rss_mib()))
         deadline = time.monotonic() + 300
         while client.flush() and time.monotonic() < deadline:
             time.sleep(1)
         pending = client.flush()
-    merged = Tally()
-    for tally in tallies:
-        merged.searches += tally.searches
-        merged.events += tally.events
-        merged.partial += tally.partial
-        merged.search_ms += tally.search_ms
-        merged.feedback_ms += tally.feedback_ms
-        merged.errors += tally.errors
-    attacked = sum(tally.searches for tally in attacks)
+    merged, attacked = Tally.merged(tallies), Tally.merged(attacks)
     stored_searches = (
         count(admin, settings.index_name("ubi_queries"))
         - stored_before["ubi_queries"]
         - len(warm_up)
-        - attacked
+        - attacked.searches
     )
     stored_events = count(admin, settings.index_name("ubi_events")) - stored_before["ubi_events"]
     print(f"{threads} threads, {searches} searches each followed by feedback, one shared client")
     if attackers:
-        answered = [ms for tally in attacks for ms in tally.search_ms]
-        failed = Counter[str]()
-        partial = Counter[str]()
-        for tally in attacks:
-            failed += tally.errors
-            partial += tally.partial
+        answered, failed, partial = attacked.search_ms, attacked.errors, attacked.partial
         print(
-            f"  under attack         {attackers} threads of expensive texts: {attacked} answered "
-            f"(p50 {percentile(answered, 0.5):.0f} ms, p95 {percentile(answered, 0.95):.0f} ms), "
-            f"failed {failed.total()} {dict(failed) or ''}, partial {partial.total()} "
-            f"{dict(partial) or ''}"
+            f"  under attack         {attackers} threads of expensive texts: "
+            f"{attacked.searches} answered (p50 {percentile(answered, 0.5):.0f} ms, "
+            f"p95 {percentile(answered, 0.95):.0f} ms), failed {failed.total()} "
+            f"{dict(failed) or ''}, partial {partial.total()} {dict(partial) or ''}"
         )
     loads = " ".join(f"{load:.1f}" for load in os.getloadavg())
     print(f"  load average         {loads} (1, 5, 15 min, at the end; {os.cpu_count()} cores)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
 import signal
 import sys
@@ -35,6 +34,7 @@ from rich.text import Text
 from typer._click import Context as ClickContext  # typer vendors click
 
 from .. import __version__
+from .._durable import replace_atomically
 from .._errors import LtrrError
 from ..catalog import (
     IngestReport,
@@ -1110,18 +1110,8 @@ def models_export(
         record, blob = store.load(kind, _model_name(kind), pointer.version)
         path = out / f"{kind}-{record.name}-v{record.version}.bin"
         out.mkdir(parents=True, exist_ok=True)
-        _write_whole(path, blob)
+        replace_atomically(path, blob)  # a full disk leaves no half model behind
         console.print(f"wrote {path!s} ({record.size_bytes} bytes, sha256 {record.sha256})")
-
-
-def _write_whole(path: Path, data: bytes) -> None:
-    """The whole file under its name, or none (a full disk leaves no half model behind)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 datasets_app = typer.Typer(help="Judged query sets and documents from the shared data.")

@@ -21,7 +21,7 @@ from opensearchpy.exceptions import OpenSearchException
 
 from .._errors import LtrrError
 from ..config import LtrrSettings
-from ..feedback import FeedbackEvent, ProfileStore
+from ..feedback import FeedbackEvent, Profile, ProfileStore
 from ..learning import LearnerReport
 from ..opensearch import connect_async
 from ..policy import UserProfile
@@ -112,8 +112,7 @@ class AsyncLTRRClient:
         except OpenSearchException as exc:
             log.warning("profile of %s unavailable (%s); searching without it", user_id, exc)
             return UserProfile(user_id=user_id)
-        stored = ProfileStore.parse(doc)
-        profile = stored.view() if stored is not None else UserProfile(user_id=user_id)
+        profile = (ProfileStore.parse(doc) or Profile(user_id=user_id)).view()
         sync._profiles.remember(user_id, profile)
         return profile
 

@@ -34,6 +34,10 @@ def _identifier(value: Any) -> str | None:
     return "h-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def ubi_time(moment: datetime) -> str:
     """A UBI timestamp: UTC with milliseconds and a `Z`, what the UBI plugin's `strict_date_time`
     mapping accepts (an `isoformat()` drops the fraction when it is zero)."""
@@ -44,12 +48,8 @@ def feedback_from_ubi(document: Mapping[str, Any], doc_id: str | None = None) ->
     """The fields of a `FeedbackEvent` from a UBI event as other tools write it (`ubi.js`, the
     UBI plugin): its `query_id` must be the id of an ltrr-os search, its object the catalog's
     id. `doc_id`, the event's id in the index it was read from, makes a re-import a duplicate."""
-    attributes = document.get("event_attributes") or {}
-    attributes = attributes if isinstance(attributes, Mapping) else {}
-    target = attributes.get("object") or {}
-    target = target if isinstance(target, Mapping) else {}
-    place = attributes.get("position") or {}
-    place = place if isinstance(place, Mapping) else {}
+    attributes = _mapping(document.get("event_attributes"))
+    target, place = _mapping(attributes.get("object")), _mapping(attributes.get("position"))
     action = document.get("action_name")
     fields: dict[str, Any] = {
         "search_id": document.get("query_id"),

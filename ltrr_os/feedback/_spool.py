@@ -37,6 +37,7 @@ from opensearchpy.exceptions import TransportError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticSerializationError
 
+from .._durable import fsync_directory, replace_atomically
 from .._errors import LtrrError
 
 logger = logging.getLogger(__name__)
@@ -479,18 +480,8 @@ class Spool:
         return _Position(state.segment, state.offset)
 
     def _save_cursor(self, cursor: _Position) -> None:
-        path = self._directory / _STATE
-        temporary = path.with_name(_STATE + ".tmp")
-        with temporary.open("wb") as file:
-            file.write(
-                _State(segment=cursor.segment, offset=cursor.offset).model_dump_json().encode()
-            )
-            file.flush()
-            if self._fsync:
-                os.fsync(file.fileno())
-        os.replace(temporary, path)
-        if self._fsync:
-            fsync_directory(self._directory)
+        state = _State(segment=cursor.segment, offset=cursor.offset).model_dump_json().encode()
+        replace_atomically(self._directory / _STATE, state, durable=self._fsync)
 
     def _write_dead_letters(self, letters: list[_DeadLetter]) -> None:
         data = b"".join(letter.model_dump_json().encode() + b"\n" for letter in letters)
@@ -597,15 +588,6 @@ def _encode(record: SpoolRecord) -> bytes:
     except PydanticSerializationError as exc:
         raise LtrrError(f"record {record.doc_id!r} cannot be stored as JSON: {exc}") from exc
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a directory's entries (a new, renamed or removed file) survive a power loss."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _write_all(fd: int, data: bytes) -> None:

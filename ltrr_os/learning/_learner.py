@@ -259,8 +259,10 @@ class Learner:
         its context as the target (computed by a copy: predicting moves the policy's
         exploration schedule, and the stored policy must equal what the learner learns)."""
         count = min(len(self._validation), int(self._validated * GATE_HOLDOUT))
+        if count == 0:
+            return []
         judge = policy_from_bytes(self.policy.to_bytes())
-        if count == 0 or not isinstance(judge, PlanBandit):
+        if not isinstance(judge, PlanBandit):
             return []
         newest = list(self._validation)[len(self._validation) - count :]
         return [judge.with_target(context, logged) for context, logged in newest]

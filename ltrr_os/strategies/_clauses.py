@@ -104,7 +104,10 @@ def text_tokens(text: str) -> list[tuple[int, int]]:
 
 def bounded_text(text: str, max_tokens: int) -> str:
     """The text up to the end of its `max_tokens`-th token (whitespace normalised)."""
-    tokens = text_tokens(text)
+    return _cut(text, text_tokens(text), max_tokens)
+
+
+def _cut(text: str, tokens: list[tuple[int, int]], max_tokens: int) -> str:
     cut = text if len(tokens) <= max_tokens else text[: tokens[max_tokens - 1][1]]
     return " ".join(cut.split())
 
@@ -121,9 +124,10 @@ def text_clauses(
     or punctuation: 'acdc') and its shingles (words in order). Scores add up across fields, so
     'artist title' queries gain from both. Only the first `max_words` tokens count, and typo
     tolerance applies only to short texts of short terms."""
-    text = bounded_text(text, max_words)
+    tokens = text_tokens(text)
+    text = _cut(text, tokens, max_words)  # holds the first min(len(tokens), max_words) tokens
     # A term never spans whitespace, so no term is longer than the longest word.
-    fuzzy = 0 < len(text_tokens(text)) <= fuzzy_words and all(
+    fuzzy = 0 < min(len(tokens), max_words) <= fuzzy_words and all(
         len(word) <= MAX_FUZZY_TERM_CHARS for word in text.split()
     )
     compact_fuzzy = fuzzy and len(text.replace(" ", "")) <= MAX_COMPACT_FUZZY_CHARS

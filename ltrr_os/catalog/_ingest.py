@@ -2,7 +2,8 @@
 
 Documents are written with a scripted upsert that makes the entity exactly what the input says
 (a field the input no longer has is gone) and keeps only what the learner wrote (the memory:
-`q2e`, `memory_batches`, `memory_updated_at`) and a vector whose text did not change, so
+`q2e`, `memory_batches`, `memory_updated_at`), when it joined the catalog (`added_at`) and a
+vector whose text did not change, so
 re-running the same ingest is idempotent and never forgets what users taught the memory.
 """
 
@@ -28,7 +29,7 @@ ENCODE_BATCH = 1024
 BULK_CHUNK = 256
 _UPSERT_SCRIPT = """
 Map fresh = new HashMap(params.doc);
-for (def field : params.learned) {
+for (def field : params.kept) {
   if (ctx._source.containsKey(field)) { fresh.put(field, ctx._source.get(field)); }
 }
 if (!fresh.containsKey('embedding') && ctx._source.containsKey('embedding')
@@ -42,6 +43,8 @@ ctx._source = fresh;
 """
 LEARNED_FIELDS = ("q2e", "memory_batches", "memory_updated_at")
 """What the learner wrote into an entity: kept when ingest replaces its catalog fields."""
+KEPT_FIELDS = (*LEARNED_FIELDS, "added_at")
+"""Kept as well: when the entity first joined the catalog (what the fresh strategy reads)."""
 
 
 class IngestReport(BaseModel):
@@ -74,6 +77,7 @@ def _batches(
     schema: CatalogSchema,
     report: IngestReport,
     ingested_at: str,
+    added_at: str,
 ) -> Iterator[list[tuple[dict[str, Any], SourceRow]]]:
     batch: list[tuple[dict[str, Any], SourceRow]] = []
     ignored: set[str] = set()
@@ -89,6 +93,7 @@ def _batches(
             report.rejected.append(Rejection(file=row.file, line=row.line, reason=str(exc)))
             continue
         doc["ingested_at"] = ingested_at
+        doc["added_at"] = added_at
         batch.append((doc, row))
         if len(batch) >= ENCODE_BATCH:
             yield batch
@@ -142,8 +147,11 @@ def ingest_rows(
     rows: Iterable[SourceRow | Rejection],
     encoder: Encoder,
     on_progress: ProgressCallback | None = None,
+    added_at: datetime | None = None,
 ) -> IngestReport:
-    """Validate, embed and upsert rows into the catalog alias; never stops at a bad row."""
+    """Validate, embed and upsert rows into the catalog alias; never stops at a bad row. New
+    entities are stamped `added_at` (now unless given: a simulation adds them in its own
+    time); entities already in the catalog keep theirs."""
     if encoder.dimension != schema.embedding.dimension:
         raise LtrrError(
             f"encoder {encoder.model_id} makes {encoder.dimension}-dim vectors but schema "
@@ -153,6 +161,7 @@ def ingest_rows(
     report = IngestReport()
     started = time.perf_counter()
     ingested_at = datetime.now(UTC).isoformat()
+    added = (added_at or datetime.now(UTC)).isoformat()
 
     def stored_hashes(ids: list[str]) -> dict[str, str]:
         found = client.mget(index=alias, body={"ids": ids}, _source=["embedding_hash"])["docs"]
@@ -167,7 +176,7 @@ def ingest_rows(
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending: Future[None] | None = None
             previous: list[tuple[dict[str, Any], SourceRow]] = []
-            for batch in _batches(rows, schema, report, ingested_at):
+            for batch in _batches(rows, schema, report, ingested_at, added):
                 future = pool.submit(_embed, batch, schema, encoder, report, stored_hashes)
                 if pending is not None:
                     pending.result()
@@ -189,7 +198,7 @@ def ingest_rows(
                     "script": {
                         "source": _UPSERT_SCRIPT,
                         "lang": "painless",
-                        "params": {"doc": doc, "learned": list(LEARNED_FIELDS)},
+                        "params": {"doc": doc, "kept": list(KEPT_FIELDS)},
                     },
                     "upsert": {},
                 }

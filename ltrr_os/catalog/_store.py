@@ -3,7 +3,7 @@ query-understanding lexicon built from its entities."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +47,25 @@ def catalog_entities(
     for hit in hits:
         source = hit["_source"]
         yield {**source, "id": hit["_id"], "popularity": source.get("popularity_value", 0.0)}
+
+
+def entity_vectors(
+    client: OpenSearch, settings: LtrrSettings, ids: Iterable[str]
+) -> dict[str, list[float]]:
+    """The embeddings of these entities (those found), for the users' tastes."""
+    wanted = sorted(set(ids))
+    found: dict[str, list[float]] = {}
+    for start in range(0, len(wanted), 500):
+        docs = client.mget(
+            index=settings.index_name("catalog"),
+            body={"ids": wanted[start : start + 500]},
+            _source=["embedding"],
+        )["docs"]
+        for doc in docs:
+            vector = (doc.get("_source") or {}).get("embedding") if doc.get("found") else None
+            if vector:
+                found[doc["_id"]] = [float(v) for v in vector]
+    return found
 
 
 def refresh_lexicon(client: OpenSearch, settings: LtrrSettings, schema: CatalogSchema) -> Lexicon:

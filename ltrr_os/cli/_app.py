@@ -54,6 +54,7 @@ from ..client import LTRRClient, SearchContext
 from ..config import CatalogSchema, LtrrSettings, load_schema, load_settings
 from ..embedding import load_encoder
 from ..evaluation import (
+    NEW_ENTITIES,
     EvaluationRow,
     build_world,
     evaluate_logged,
@@ -63,6 +64,7 @@ from ..evaluation import (
     read_cranfield,
     read_qrels,
     read_queries,
+    taste_vectors,
     verdict,
     write_documents,
     write_dsjson,
@@ -396,6 +398,11 @@ def quickstart() -> None:
     )
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time given without a zone is taken as UTC."""
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @app.command()
 def ingest(
     files: Annotated[
@@ -413,6 +420,15 @@ def ingest(
         Path | None, typer.Option("--rejections", help="Write every rejected row here (JSONL).")
     ] = None,
     show: Annotated[int, typer.Option("--show", help="Rejections to print.")] = 20,
+    added_at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--added-at",
+            help="When new entities joined the catalog (default: now); a first load of an "
+            "established catalog may give a past date, so that only later additions count as "
+            "fresh. Entities already in the catalog keep theirs.",
+        ),
+    ] = None,
 ) -> None:
     """Ingest catalog entities; exit 1 when any row was rejected (all others are ingested)."""
     settings, client = state.settings(), state.client()
@@ -436,6 +452,7 @@ def ingest(
             rows,
             load_encoder(encoder),
             on_progress=lambda read: progress.update(task, completed=read),
+            added_at=_aware(added_at),
         )
     _print_report(report, show)
     _refresh_lexicon(catalog)
@@ -503,7 +520,8 @@ def evaluate(
         return
     if queries is None or qrels is None:
         raise LtrrError("evaluate needs --queries and --qrels (a judged query set), or --logged")
-    names = strategy or list(strategies())
+    # A judged query set has no users: the personal strategies would have no row to show.
+    names = strategy or [n for n, s in strategies().items() if s.source_type != "personal"]
     for name in names:
         get_strategy(name)
     combos = [c.split("+") for c in combination or []]
@@ -629,6 +647,9 @@ def simulate(
         Path | None, typer.Option("--queries", help="Judged queries (TSV) the users pursue.")
     ] = None,
     qrels: Annotated[Path | None, typer.Option("--qrels", help="Their TREC qrels.")] = None,
+    users: Annotated[
+        int, typer.Option("--users", min=1, help="Simulated users (fewer: more history each).")
+    ] = 500,
     judged_only: Annotated[
         bool,
         typer.Option("--judged-only", help="Users pursue only the judged queries."),
@@ -670,11 +691,15 @@ def simulate(
     judged = _judged_intents(catalog, queries, qrels, music_dir)
     if judged_only and not judged:
         raise LtrrError("--judged-only needs judged queries (--queries and --qrels)")
+    entities = list(catalog_entities(client, settings, catalog))
     world = build_world(
-        list(catalog_entities(client, settings, catalog)),
+        entities,
         judged,
         seed=seed,
         mix={"topical": 1.0} if judged_only else None,
+        users=users,
+        vectors=None if judged_only else taste_vectors(client, settings, entities),
+        new_entities=0 if judged_only else NEW_ENTITIES,
     )
     if budget is not None:
         settings = settings.model_copy(update={"candidate_budget": budget})
@@ -838,7 +863,10 @@ def search(
     )
     table = Table("#", "title", "type", "id", "found by")
     for result in response.results:
-        found = ", ".join(f"{p.strategy}#{p.rank}" for p in result.provenance)
+        found = ", ".join(
+            f"{p.strategy}#{p.rank}" + (f" (from {p.via[0]})" if p.via else "")
+            for p in result.provenance
+        )
         table.add_row(
             str(result.rank), result.title or "", result.entity_type or "", result.id, found
         )

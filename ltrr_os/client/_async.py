@@ -91,6 +91,9 @@ class AsyncLTRRClient:
         )
         clock = time.perf_counter()
         [retrieval] = await retrieve_many_async(self._os, [planned.request])
+        if (second := sync._pipeline.expansion(planned, retrieval)) is not None:
+            [expanded] = await retrieve_many_async(self._os, [second])
+            retrieval = sync._pipeline.combined(retrieval, expanded)
         planned.timings_ms["retrieve"] = _since(clock)
         served = sync._pipeline.finish(planned, retrieval, ranker=sync.ranker, limit=limit)
         log_ms = await asyncio.to_thread(sync._log_search, served, context)

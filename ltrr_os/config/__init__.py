@@ -7,6 +7,7 @@ from ._schema import (
     KeywordField,
     NumberField,
     PredictedQuery,
+    Relation,
     TextField,
     load_schema,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "LtrrSettings",
     "NumberField",
     "PredictedQuery",
+    "Relation",
     "TextField",
     "load_schema",
     "load_settings",

@@ -85,6 +85,17 @@ class PredictedQuery(_Strict):
     by_popularity: bool = False
 
 
+class Relation(_Strict):
+    """Entities related to a hit: those of `to_types` whose fields equal the hit's (`fields`:
+    the hit's field -> the related entity's field, all equal). Matched at query time, so a new
+    entity is related as soon as it is in the catalog."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    from_types: list[str] = Field(min_length=1)
+    to_types: list[str] = Field(min_length=1)
+    fields: dict[str, str] = Field(min_length=1)
+
+
 class EmbeddingSpec(_Strict):
     text: str = Field(description="template of the text embedded for each entity")
     dimension: int = Field(default=384, ge=2, le=4096)
@@ -97,6 +108,7 @@ class CatalogSchema(_Strict):
     fields: dict[str, FieldSpec] = Field(min_length=1)
     embedding: EmbeddingSpec
     predicted_queries: list[PredictedQuery] = Field(default_factory=list)
+    relations: list[Relation] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> CatalogSchema:
@@ -115,6 +127,19 @@ class CatalogSchema(_Strict):
             for entity_type in predicted.entity_types or []:
                 if entity_type not in self.entity_types:
                     raise ValueError(f"predicted query names unknown entity type {entity_type!r}")
+        for relation in self.relations:
+            types = set(relation.from_types) | set(relation.to_types)
+            if unknown_types := types - set(self.entity_types):
+                raise ValueError(
+                    f"relation {relation.name!r} names unknown entity types {sorted(unknown_types)}"
+                )
+            names = set(relation.fields) | set(relation.fields.values())
+            usable = set(self.text_fields) | set(self.keyword_fields)
+            if unusable := names - usable:
+                raise ValueError(
+                    f"relation {relation.name!r} needs text or keyword fields, "
+                    f"not {sorted(unusable)}"
+                )
         return self
 
     @property

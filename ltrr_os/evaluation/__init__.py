@@ -17,23 +17,27 @@ from ._logged import LoggedEvaluationReport, evaluate_logged
 from ._report import verdict, write_dsjson, write_report
 from ._simulate import (
     CurvePoint,
+    NewEntities,
     PolicyMetrics,
     PolicySummary,
     SimulationSummary,
     make_policy,
     policy_names,
     simulate,
+    taste_vectors,
 )
-from ._world import World, build_world, misspell
+from ._world import NEW_ENTITIES, World, build_world, misspell
 
 __all__ = [
     "MEASURES",
+    "NEW_ENTITIES",
     "CurvePoint",
     "EvaluationReport",
     "EvaluationRow",
     "JudgedCollection",
     "LoggedEvaluationReport",
     "LoggedRound",
+    "NewEntities",
     "OffPolicyEstimate",
     "PolicyMetrics",
     "PolicySummary",
@@ -51,6 +55,7 @@ __all__ = [
     "read_qrels",
     "read_queries",
     "simulate",
+    "taste_vectors",
     "verdict",
     "write_documents",
     "write_dsjson",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..policy import Interval, OffPolicyEstimate
 from ..policy._features import context_features, plan_action
+from ..strategies import strategies
 from ._simulate import (
     LEARNED,
     ORACLE,
@@ -38,7 +39,7 @@ def _rolling(values: Sequence[float], window: int) -> list[float]:
 
 def best_static(summary: SimulationSummary) -> str | None:
     """The single strategy with the best last-20% success@10."""
-    singles = [name for name in summary.policies if name not in (*LEARNED, ORACLE, "all", "rule")]
+    singles = [name for name in summary.policies if name in strategies()]
     return max(
         singles, key=lambda n: summary.policies[n].last_20_percent.success_at_10, default=None
     )
@@ -151,10 +152,9 @@ def verdict(summary: SimulationSummary) -> str:
         f"Over the last 20% of searches, LTR&R found what users wanted {ltrr.success_at_10:.1%}"
     ]
     static = best_static(summary)
-    if static is not None:
-        best = policies[static].last_20_percent.success_at_10
+    if static is not None and (best := policies[static].last_20_percent.success_at_10) > 0:
         parts.append(f"{ltrr.success_at_10 / best:.2f}x the best single strategy ({static})")
-    if "all" in policies:
+    if "all" in policies and policies["all"].last_20_percent.success_at_10 > 0:
         everything = policies["all"].last_20_percent
         parts.append(
             f"{ltrr.success_at_10 / everything.success_at_10:.2f}x all strategies at 100 with "
@@ -162,6 +162,56 @@ def verdict(summary: SimulationSummary) -> str:
             "candidates"
         )
     return ", ".join(parts) + "."
+
+
+def _generators_section(summary: SimulationSummary) -> list[str]:
+    """Success by query family, what each new generator buys (LTR&R against LTR&R without
+    it), where the bandit runs them, and how soon new entities are found."""
+    policies = summary.policies
+    families = sorted({f for s in policies.values() for f in s.by_family})
+    if not families:
+        return []
+    lines = [
+        "",
+        "## By query family (success@10 over the whole run)",
+        "",
+        "| policy | " + " | ".join(families) + " | vague, users with history |",
+        "|---|" + "---|" * (len(families) + 1),
+    ]
+    for name, s in policies.items():
+        cells = [f"{s.by_family[f]:.3f}" if f in s.by_family else "" for f in families]
+        vague = "" if s.vague_with_history is None else f"{s.vague_with_history:.3f}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {vague} |")
+    if "ltrr" in policies and policies["ltrr"].generator_share:
+        share = policies["ltrr"].generator_share
+        lines += [
+            "",
+            "## Where LTR&R runs the new generators (share of its plans, by query family)",
+            "",
+            "| family | related | personal | fresh |",
+            "|---|---|---|---|",
+            *(
+                f"| {family} | {g['related']:.0%} | {g['personal']:.0%} | {g['fresh']:.0%} |"
+                for family, g in share.items()
+            ),
+        ]
+    found = {n: s.new_entities for n, s in policies.items() if s.new_entities is not None}
+    if found:
+        lines += [
+            "",
+            "## New entities: searches from arrival to first engagement",
+            "",
+            "| policy | arrived | engaged | median searches | mean (never = run end) |",
+            "|---|---|---|---|---|",
+        ]
+        for name, new in found.items():
+            median = new.median_searches_to_first_engagement
+            lines.append(
+                f"| {name} | {new.arrived} | {new.engaged} | "
+                f"{'' if median is None else f'{median:.0f}'} | "
+                f"{new.mean_searches_counting_never_as_run_end} |"
+            )
+    return lines
 
 
 def _interval(value: Interval) -> str:
@@ -197,6 +247,7 @@ def markdown_report(summary: SimulationSummary) -> str:
             for n, s in summary.policies.items()
         ),
     ]
+    lines += _generators_section(summary)
     curves = {name: s.learning_curve for name, s in summary.policies.items() if s.learning_curve}
     if curves:
         block = next(iter(curves.values()))[0].searches

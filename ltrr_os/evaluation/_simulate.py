@@ -44,11 +44,13 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from .._errors import LtrrError, OpenSearchUnavailableError
-from ..config import DEFAULT_COST_PER_CANDIDATE
+from ..catalog import SourceRow, entity_vectors, ingest_rows
+from ..config import DEFAULT_COST_PER_CANDIDATE, LtrrSettings
 from ..feedback import Profile
 from ..learning import LearningRules, LoggedEvent, LoggedSearch
 from ..memory import MemoryBatch, MemoryUpdate, apply_memory, forget_namespaces
 from ..pipeline import CachedRetriever, SearchPipeline, Served
+from ..pipeline._cache import TIMEOUT_MS
 from ..policy import (
     SIZE_LEVELS,
     Decision,
@@ -56,6 +58,7 @@ from ..policy import (
     FixedPlanPolicy,
     LoggedRound,
     OffPolicyEstimate,
+    Outcome,
     PerStrategyBandit,
     PlanBandit,
     PlanBanditConfig,
@@ -76,7 +79,7 @@ from ..ranking import (
     fit_ranker,
 )
 from ..strategies import retrieve, strategies
-from ._world import Engagement, SimulatedSearch, World
+from ._world import Engagement, Newcomer, SimulatedSearch, World
 
 MAX_SIZE = max(SIZE_LEVELS)
 SHOWN = 10
@@ -107,6 +110,10 @@ class CurvePoint(BaseModel):
     candidates_per_query: float
 
 
+GENERATORS = ("related", "personal", "fresh")
+"""The source types whose use the report breaks down by query family."""
+
+
 class PolicySummary(BaseModel):
     whole_run: PolicyMetrics
     last_20_percent: PolicyMetrics
@@ -115,6 +122,31 @@ class PolicySummary(BaseModel):
     learning_curve: list[CurvePoint] = Field(default_factory=list)
     explored_share: float = 0.0
     ranker: str = "fused"
+    by_family: dict[str, float] = Field(
+        default_factory=dict, description="success@10 over the whole run, by query family"
+    )
+    vague_with_history: float | None = Field(
+        default=None, description="success@10 on vague queries of users with a taste"
+    )
+    generator_share: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="query family -> generator (related, personal, fresh) -> share of its "
+        "searches whose plan ran it",
+    )
+    new_entities: NewEntities | None = None
+
+
+class NewEntities(BaseModel):
+    """How soon new entities were found: searches from an entity's arrival to its first
+    engagement (by any user), over the entities that arrived."""
+
+    arrived: int
+    engaged: int
+    median_searches_to_first_engagement: float | None
+    mean_searches_counting_never_as_run_end: float | None
+
+
+PolicySummary.model_rebuild()
 
 
 class SimulationSummary(BaseModel):
@@ -138,6 +170,11 @@ class Round:
     explored: bool = False
     latency_ms: float | None = None
     opensearch_ms: float | None = None
+    family: str = ""
+    history: bool = False
+    """The user had a taste (engagement history) when searching."""
+    ran: frozenset[str] = frozenset()
+    """The source types of the strategies the plan ran."""
 
 
 @dataclass(frozen=True)
@@ -245,21 +282,62 @@ class PolicyRun:
     rounds: list[Round] = field(default_factory=list)
     alone: list[Round] = field(default_factory=list)
     memory: list[MemoryUpdate] = field(default_factory=list)
+    first_engaged: dict[str, int] = field(default_factory=dict)
+    """Entity -> the first search that engaged with it (kept for new entities)."""
 
     def profile(self, user_id: str) -> Profile:
         return self.profiles.setdefault(user_id, Profile(user_id=user_id))
 
 
+WITHOUT = "ltrr-without-"
+
+
 def policy_names() -> list[str]:
-    """Every policy `ltrr simulate --policies` knows, in report order."""
-    return [*strategies(), "all", "rule", *LEARNED, ORACLE]
+    """Every policy `ltrr simulate --policies` runs by default, in report order: each strategy
+    that runs alone (not an expansion), the references, the learned policies and LTR&R
+    without each new generator. (`ltrr-without-<strategy or source type>` takes any.)"""
+    alone = [name for name, s in strategies().items() if not s.expands]
+    ablations = [f"{WITHOUT}{g}" for g in GENERATORS]
+    return [*alone, "all", "rule", *LEARNED, *ablations, ORACLE]
+
+
+class WithoutStrategies(Policy):
+    """A policy that may not run some strategies: to each decision they are not applicable.
+    What LTR&R gains from a strategy is what it loses without it."""
+
+    def __init__(self, policy: Policy, excluded: frozenset[str], name: str) -> None:
+        self.policy = policy
+        self.excluded = excluded
+        self.name = name
+
+    def _restricted(self, context: DecisionContext) -> DecisionContext:
+        options = [
+            o.model_copy(update={"applicable": False}) if o.strategy in self.excluded else o
+            for o in context.options
+        ]
+        return context.model_copy(update={"options": options})
+
+    def decide(self, context: DecisionContext) -> Decision:
+        return self.policy.decide(self._restricted(context))
+
+    def learn(self, context: DecisionContext, decision: Decision, outcome: Outcome) -> None:
+        self.policy.learn(self._restricted(context), decision, outcome)
 
 
 def make_policy(
     name: str, seed: int, cost_per_candidate: float = DEFAULT_COST_PER_CANDIDATE
 ) -> tuple[Policy, bool]:
     """A policy by name and whether it learns (the learned ones paying `cost_per_candidate`)."""
-    if name in strategies():
+    if name.startswith(WITHOUT):
+        gone = name.removeprefix(WITHOUT)
+        excluded = frozenset(n for n, s in strategies().items() if gone in (n, s.source_type))
+        if not excluded:
+            raise LtrrError(f"{name}: no strategy or source type {gone!r}")
+        plan_config = PlanBanditConfig(
+            name=name, exploration="squarecb", seed=seed, cost_per_candidate=cost_per_candidate
+        )
+        return WithoutStrategies(PlanBandit(plan_config), excluded, name), True
+    if name in strategies() and not strategies()[name].expands:
         return SingleStrategyPolicy(name, MAX_SIZE), False
     if name == "all":
         return FixedPlanPolicy({"*": MAX_SIZE}, name="all"), False
@@ -349,13 +427,19 @@ class Simulation:
         self.cost_per_candidate = pipeline.context.settings.cost_per_candidate
         self.cache = CachedRetriever(client, MAX_SIZE)  # namespaces: once the runs exist
         self.serving = pipeline
+        # Expansions are timed by the latency samples, not cut short by a cache miss's fetch.
+        settings = pipeline.context.settings.model_copy(
+            update={"expansion_deadline_ms": TIMEOUT_MS}
+        )
         self.pipeline = SearchPipeline(
             pipeline.schema,
             pipeline.lexicon,
-            pipeline.context,
+            replace(pipeline.context, settings=settings),
             self.cache,
             budget=pipeline.budget,
         )
+        self._vectors: dict[str, list[float]] = {}
+        self._arrived_at: dict[str, int] = {}
         self.runs: dict[str, PolicyRun] = {}
         for name in policies:
             policy, learns = make_policy(name, seed, self.cost_per_candidate)
@@ -391,8 +475,12 @@ class Simulation:
         error: str | None = None
         settings = self.serving.context.settings
         forget_namespaces(self.client, settings, self.namespaces)  # a killed run's leftovers
+        self._remove_newcomers()
+        arrivals = self.world.arrivals(searches)
         try:
             for search in stream:
+                if search.index in arrivals:
+                    self._add_newcomers(arrivals[search.index], search)
                 self._search(search)
                 if (search.index + 1) % self.memory_every == 0:
                     self._flush_memory(search.timestamp)
@@ -406,20 +494,62 @@ class Simulation:
             error = str(exc) or type(exc).__name__  # what ran is still reported
         finally:
             forget_namespaces(self.client, settings, self.namespaces)
+            self._remove_newcomers()
         done = len(next(iter(self.runs.values())).rounds) if self.runs else 0
         return self._summary(done, produced_by, time.perf_counter() - started, error)
 
+    def _add_newcomers(self, newcomers: Sequence[Newcomer], search: SimulatedSearch) -> None:
+        """New entities join the catalog, stamped with the simulated time; every cached list
+        is fetched again."""
+        context = self.pipeline.context
+        rows = [SourceRow("simulation", n, dict(c.entity)) for n, c in enumerate(newcomers, 1)]
+        report = ingest_rows(
+            self.client,
+            context.settings,
+            context.schema,
+            rows,
+            context.encoder,
+            added_at=search.timestamp,
+        )
+        if report.rejected:
+            raise LtrrError(f"new entities rejected: {report.rejected[0].reason}")
+        ids = [c.id for c in newcomers]
+        self.world.arrive(newcomers, self._vectors_of(ids))
+        self._arrived_at.update(dict.fromkeys(ids, search.index))
+        self.cache.catalog_changed()
+
+    def _remove_newcomers(self) -> None:
+        """The run's new entities leave the catalog (however the run ended)."""
+        if self.world.newcomers:
+            self.client.delete_by_query(
+                index=self.serving.context.settings.index_name("catalog"),
+                body={"query": {"ids": {"values": [c.id for c in self.world.newcomers]}}},
+                refresh=True,
+                conflicts="proceed",
+            )
+
+    def _vectors_of(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        """The entities' vectors, fetched once."""
+        missing = [i for i in ids if i not in self._vectors]
+        if missing:
+            self._vectors.update(
+                entity_vectors(self.client, self.serving.context.settings, missing)
+            )
+        return {i: self._vectors[i] for i in ids if i in self._vectors}
+
     def _search(self, search: SimulatedSearch) -> None:
-        oracle = self._oracle_plan(search)
+        wanted = self.world.wanted(search)
+        oracle = self._oracle_plan(search, wanted)
         served_rounds: list[Round] = []
         for run in self.runs.values():
             if isinstance(run.policy, OraclePolicy):
                 run.policy.plan = oracle
+            user = run.profile(search.user.user_id).view(search.timestamp)
             served = self.pipeline.search(
                 search.text,
                 policy=run.policy,
                 ranker=run.ranker or run.fused,
-                user=run.profile(search.user.user_id).view(),
+                user=user,
                 moment=search.timestamp,
                 limit=SHOWN,
                 search_id=f"{run.name}-{search.index}",
@@ -427,13 +557,17 @@ class Simulation:
                 memory_namespace=run.namespace,
             )
             events = self._engage(search, served.shown)
-            round_ = self._round(search, served, events)
+            round_ = self._round(search, wanted, served, events, user.taste is not None)
             if run.ranker is None:
                 alone = round_
             else:
                 fused = self.pipeline.rank(run.fused, served.features, served.union, SHOWN)
                 shown = [served.union[i].id for i in fused.order]
-                alone = self._round(search, served, self._engage(search, shown), shown)
+                engaged = self._engage(search, shown)
+                alone = self._round(search, wanted, served, engaged, round_.history, shown)
+            for event in events:
+                if event.action in GRADES and event.object_id in self._arrived_at:
+                    run.first_engaged.setdefault(event.object_id, search.index)
             if search.index % self.latency_every == self.latency_every - 1:
                 self._measure_latency(served, round_)
             run.rounds.append(round_)
@@ -465,21 +599,26 @@ class Simulation:
         policy and arm)."""
         return self.world.engage(search, shown, random.Random(f"{self.world.seed}/{search.index}"))
 
+    @staticmethod
     def _round(
-        self,
         search: SimulatedSearch,
+        wanted: frozenset[str],
         served: Served,
         events: Sequence[Engagement],
+        history: bool,
         shown: Sequence[str] | None = None,
     ) -> Round:
-        wanted = search.intent.wanted
         engaged = {e.object_id for e in events if e.action in GRADES}
+        registry = strategies()
         return Round(
             success=bool(engaged & wanted),
             ndcg=_ndcg(served.shown if shown is None else shown, wanted),
             recall=any(c.id in wanted for c in served.union),
             candidates=sum(len(r.candidates) for r in served.retrieval.results.values()),
             explored=served.decision.explored,
+            family=search.intent.family,
+            history=history,
+            ran=frozenset(registry[name].source_type for name in served.decision.plan),
         )
 
     def _learn(
@@ -511,7 +650,8 @@ class Simulation:
         joined = [(LoggedSearch.of(record, moment), event) for event in logged]
         for user in self.rules.profile_users(joined):
             run.profile(user)
-        lessons = self.rules.engagements(joined, run.profiles, run.namespace)
+        vectors = self._vectors_of(sorted(self.rules.engaged_entities(joined)))
+        lessons = self.rules.engagements(joined, run.profiles, run.namespace, vectors)
         if run.namespace and run.name != ORACLE:
             run.memory += lessons.memory
         run.training.add(served, events)
@@ -542,18 +682,26 @@ class Simulation:
             self.client.indices.refresh(index=settings.index_name("catalog"))
             self.cache.invalidate(written)
 
-    def _oracle_plan(self, search: SimulatedSearch) -> dict[str, int]:
+    def _oracle_plan(self, search: SimulatedSearch, wanted: frozenset[str]) -> dict[str, int]:
+        """The oracle's plan, among the strategies that run from the query alone, with what the
+        system under test knows (its memory, the user's taste in its profiles)."""
         query = self.pipeline.understand(search.text)
+        taste = None
+        if self.system is not None:
+            taste = self.system.profile(search.user.user_id).view(search.timestamp).taste
         context = replace(
             self.pipeline.context,
             exploration_seed=zlib.crc32(search.text.encode()) & 0x7FFFFFFF,
             memory_namespace=self.system.namespace if self.system is not None else "",
+            now=search.timestamp,
+            user_vector=tuple(taste) if taste else None,
         )
-        names = [n for n, s in strategies().items() if s.applicable(query)]
+        names = [
+            n for n, s in strategies().items() if not s.expands and s.applicable(query, context)
+        ]
         lists = self.cache(dict.fromkeys(names, MAX_SIZE), query, context).results
         return oracle_plan(
-            {name: [c.id for c in r.candidates] for name, r in lists.items()},
-            search.intent.wanted,
+            {name: [c.id for c in r.candidates] for name, r in lists.items()}, wanted
         )
 
     def _measure_latency(self, served: Served, round_: Round) -> None:
@@ -594,7 +742,9 @@ class Simulation:
                 "opensearch_round_trips": self.cache.round_trips,
             },
             versions=produced_by,
-            policies={name: _summarise(run) for name, run in self.runs.items()},
+            policies={
+                name: _summarise(run, self._arrived_at, done) for name, run in self.runs.items()
+            },
             off_policy=off_policy(
                 self.logged,
                 {
@@ -652,8 +802,41 @@ def _curve(rounds: Sequence[Round]) -> list[CurvePoint]:
     return points
 
 
-def _summarise(run: PolicyRun) -> PolicySummary:
+def _by_family(rounds: Sequence[Round]) -> dict[str, float]:
+    found: dict[str, list[bool]] = {}
+    for r in rounds:
+        found.setdefault(r.family, []).append(r.success)
+    return {family: round(sum(hits) / len(hits), 4) for family, hits in sorted(found.items())}
+
+
+def _generator_share(rounds: Sequence[Round]) -> dict[str, dict[str, float]]:
+    by_family: dict[str, list[Round]] = {}
+    for r in rounds:
+        by_family.setdefault(r.family, []).append(r)
+    return {
+        family: {g: round(sum(g in r.ran for r in found) / len(found), 4) for g in GENERATORS}
+        for family, found in sorted(by_family.items())
+    }
+
+
+def _new_entities(
+    arrived_at: Mapping[str, int], first: Mapping[str, int], done: int
+) -> NewEntities:
+    waits = [first[i] - at for i, at in arrived_at.items() if i in first]
+    censored = [first.get(i, done) - at for i, at in arrived_at.items()]
+    return NewEntities(
+        arrived=len(arrived_at),
+        engaged=len(waits),
+        median_searches_to_first_engagement=statistics.median(waits) if waits else None,
+        mean_searches_counting_never_as_run_end=(
+            round(statistics.fmean(censored), 1) if censored else None
+        ),
+    )
+
+
+def _summarise(run: PolicyRun, arrived_at: Mapping[str, int], done: int) -> PolicySummary:
     rounds, alone = run.rounds, run.alone
+    vague = [r.success for r in rounds if r.family == "vague" and r.history]
     tail = len(rounds) - max(1, len(rounds) // 5)
     return PolicySummary(
         whole_run=_metrics(rounds),
@@ -663,6 +846,10 @@ def _summarise(run: PolicyRun) -> PolicySummary:
         learning_curve=_curve(rounds),
         explored_share=round(sum(r.explored for r in rounds) / max(len(rounds), 1), 4),
         ranker=(run.ranker or run.fused).name,
+        by_family=_by_family(rounds),
+        vague_with_history=round(sum(vague) / len(vague), 4) if vague else None,
+        generator_share=_generator_share(rounds),
+        new_entities=_new_entities(arrived_at, run.first_engaged, done) if arrived_at else None,
     )
 
 
@@ -697,6 +884,22 @@ def off_policy(
                 )
             estimates.setdefault(name, {})[metric] = estimate(rounds)
     return estimates
+
+
+TASTE_TRACKS = 10_000
+"""The most popular tracks with a genre or mood: vague intents range over them, and users'
+points of taste are drawn among them."""
+
+
+def taste_vectors(
+    client: OpenSearch, settings: LtrrSettings, entities: Sequence[Mapping[str, Any]]
+) -> dict[str, list[float]]:
+    """The vectors the simulated users' tastes live among (see `build_world`)."""
+    tracks = [
+        e for e in entities if e.get("entity_type") == "track" and (e.get("genre") or e.get("mood"))
+    ]
+    tracks.sort(key=lambda e: (-float(e.get("popularity") or 0.0), str(e["id"])))
+    return entity_vectors(client, settings, [str(t["id"]) for t in tracks[:TASTE_TRACKS]])
 
 
 def simulate(

@@ -11,14 +11,21 @@ intents are fresh):
 - attribute: genre, era and mood combinations present in the catalog ("1990s hip hop", "chill
   acoustic"); the wanted items are the tracks carrying them;
 - ambiguous: one-word head queries ("love", "rock") whose wanted items span several intents
-  (titles containing the word, the genre of that name).
+  (titles containing the word, the genre of that name);
+- related: an artist's name, wanting one of the artist's most popular tracks (not the artist);
+- vague: a genre or a mood ("rock", "chill"), where the user's taste decides: the wanted items
+  are the few of that genre or mood closest to the user's taste (given the catalog's vectors).
 Each user has a taste of their own, drawn independently of anything the catalog says about an
 item (no genre, era or mood decides it): among wanted items they engage more with those they
-like. Profiles (which count genres and eras) and templates (which filter on them) only see it
-through engagement. Attribute intents are judged by curation, which no template reads: the
-wanted items are the tracks with those attributes that editors put in a playlist. Clicks follow
-a position-based model (the chance to examine a result falls with its rank); a click on a wanted
-item often leads to playback or to adding it to favourites.
+like; and, with vectors, a point in the embedding space (a random track's vector) that decides
+what they want from a vague query. New entities (`Newcomer`) join the catalog in batches as the
+stream goes: they can be wanted by vague queries of their genre or mood and by known-item
+searches for their title once added. Profiles (which count genres and eras) and templates (which
+filter on them) only see the taste through engagement. Attribute intents are judged by
+curation, which no template reads: the wanted items are the tracks with those attributes that
+editors put in a playlist. Clicks follow a position-based model (the chance to examine a result
+falls with its rank); a click on a wanted item often leads to playback or to adding it to
+favourites.
 """
 
 from __future__ import annotations
@@ -30,16 +37,34 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-Family = Literal["known_item", "topical", "attribute", "ambiguous"]
-FAMILIES: tuple[Family, ...] = ("known_item", "topical", "attribute", "ambiguous")
+import numpy as np
+import numpy.typing as npt
+
+Family = Literal["known_item", "topical", "attribute", "ambiguous", "related", "vague"]
+FAMILIES: tuple[Family, ...] = get_args(Family)
 EXAMINATION = (1.0, 0.85, 0.72, 0.62, 0.53, 0.46, 0.40, 0.35, 0.31, 0.27)
 """Probability that a user looks at the result at each rank (position-based click model)."""
 NOISE_CLICK = 0.02
 """Chance to click a shown item that is not wanted."""
 LIKED_PERCENT = 30
 """Share of the catalog each user likes (which share is the user's own)."""
+TASTE_SHARE = 0.05
+"""A vague query wants this share of its genre or mood (at least TASTE_MIN), nearest the taste."""
+TASTE_MIN = 10
+RELATED_WANTED = 3
+"""An artist-name search in the related family wants one of the artist's top tracks."""
+TASTE_PULL = 0.3
+"""Share of a user's known-item searches that look for a track near their taste: what people
+look up by name says what they like."""
+TASTE_NEIGHBOURS = 50
+NEW_ENTITIES = 200
+NEW_BATCHES = 8
+"""New entities join the catalog in this many batches, spread over the first 80% of the run."""
+NEW_POPULARITY = 0.02
+NEW_KNOWN_ITEM_SHARE = 0.03
+"""Share of searches, once new entities arrived, that look for one of them by title."""
 
 _KEYBOARD = ["qwertyuiop", "asdfghjkl", "zxcvbnm"]
 _PHONETIC = [
@@ -103,12 +128,15 @@ def misspell(text: str, rng: random.Random) -> str:
 
 @dataclass(frozen=True)
 class Intent:
-    """What a simulated user wants: a query text and the items that satisfy it."""
+    """What a simulated user wants: a query text and the items that satisfy it (for a vague
+    intent, the items it may want: which of them depends on the user's taste)."""
 
     text: str
     family: Family
     wanted: frozenset[str]
     typo_prone: bool = False
+    pool: str = ""
+    """Vague intents: the genre or mood they range over (new entities of it join)."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +144,24 @@ class SimulatedUser:
     user_id: str
     taste: int
     """Seeds which items the user likes: a hidden share of the catalog, unrelated to its fields."""
+    center: int = -1
+    """Which track's vector is the user's point of taste (vague intents), -1 for none."""
 
     def likes(self, item: str) -> bool:
         return zlib.crc32(f"{self.taste}/{item}".encode()) % 100 < LIKED_PERCENT
+
+
+@dataclass(frozen=True)
+class Newcomer:
+    """An entity that joins the catalog during the run, after `arrives` (a share of it)."""
+
+    entity: dict[str, Any]
+    arrives: float
+    pools: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return str(self.entity["id"])
 
 
 @dataclass(frozen=True)
@@ -147,18 +190,85 @@ class World:
     typo_rate: float
     seed: int
     start: datetime = field(default_factory=lambda: datetime(2026, 1, 5, tzinfo=UTC))
+    newcomers: list[Newcomer] = field(default_factory=list)
+    vectors: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+    """Unit vectors of the vague intents' items, the users' points of taste and the arrived
+    newcomers."""
+    centers: list[str] = field(default_factory=list)
+    """The tracks whose vectors are users' points of taste."""
+    arrived: set[str] = field(default_factory=set)
+    titles: dict[str, str] = field(default_factory=dict)
+    """Titles of the tracks with vectors: what a user looks up by name near their taste."""
+    _wanted: dict[tuple[str, str, int], frozenset[str]] = field(default_factory=dict)
+
+    def near_taste(self, user: SimulatedUser) -> list[str]:
+        """The tracks nearest the user's point of taste, nearest first."""
+        if user.center < 0 or not self.titles:
+            return []
+        ids = sorted(self.titles)
+        scores = np.stack([self.vectors[i] for i in ids]) @ self.vectors[self.centers[user.center]]
+        return [ids[i] for i in np.argsort(-scores, kind="stable")[:TASTE_NEIGHBOURS].tolist()]
+
+    def arrivals(self, count: int) -> dict[int, list[Newcomer]]:
+        """Search index -> the newcomers that join the catalog before it."""
+        found: dict[int, list[Newcomer]] = defaultdict(list)
+        for newcomer in self.newcomers:
+            found[int(newcomer.arrives * count)].append(newcomer)
+        return dict(found)
+
+    def arrive(self, newcomers: Sequence[Newcomer], vectors: Mapping[str, Sequence[float]]) -> None:
+        """These newcomers are in the catalog now, with these vectors."""
+        for newcomer in newcomers:
+            self.arrived.add(newcomer.id)
+            if newcomer.id in vectors:
+                self.vectors[newcomer.id] = _unit(vectors[newcomer.id])
+
+    def wanted(self, search: SimulatedSearch) -> frozenset[str]:
+        """What the search wants: the intent's items, or for a vague intent the few nearest
+        the user's taste among them and the arrived newcomers of its genre or mood."""
+        intent, user = search.intent, search.user
+        if intent.family != "vague" or user.center < 0:
+            return intent.wanted
+        key = (intent.text, user.user_id, len(self.arrived))
+        if key not in self._wanted:
+            joined = [
+                n.id for n in self.newcomers if n.id in self.arrived and intent.pool in n.pools
+            ]
+            pool = [i for i in sorted(intent.wanted) + joined if i in self.vectors]
+            if not pool:
+                return intent.wanted
+            center = self.vectors[self.centers[user.center]]
+            scores = np.stack([self.vectors[i] for i in pool]) @ center
+            keep = max(TASTE_MIN, int(TASTE_SHARE * len(pool)))
+            best = np.argsort(-scores, kind="stable")[:keep]
+            self._wanted[key] = frozenset(pool[i] for i in best.tolist())
+        return self._wanted[key]
 
     def searches(self, count: int) -> list[SimulatedSearch]:
         """The stream every policy faces: the same for the same seed."""
         rng = random.Random(self.seed)
         drawn = rng.choices(range(len(self.intents)), weights=self.weights, k=count)
+        arrived: list[Newcomer] = []
+        arrivals = self.arrivals(count)
+        near: dict[str, list[str]] = {}
         stream = []
         for index, intent_index in enumerate(drawn):
+            arrived += arrivals.get(index, [])
             intent = self.intents[intent_index]
+            user = rng.choice(self.users)
+            if arrived and rng.random() < NEW_KNOWN_ITEM_SHARE:
+                newcomer = rng.choice(arrived)
+                title = str(newcomer.entity["title"])
+                intent = Intent(title, "known_item", frozenset({newcomer.id}), True)
+            elif intent.family == "known_item" and rng.random() < TASTE_PULL:
+                if user.user_id not in near:
+                    near[user.user_id] = self.near_taste(user)
+                if near[user.user_id]:
+                    track = rng.choice(near[user.user_id])
+                    intent = Intent(self.titles[track], "known_item", frozenset({track}), True)
             text = intent.text
             if intent.typo_prone and rng.random() < self.typo_rate:
                 text = misspell(text, rng)
-            user = rng.choice(self.users)
             # Searches spread over four weeks, at all hours.
             moment = self.start + timedelta(minutes=index * 28 * 24 * 60 / max(count, 1))
             stream.append(SimulatedSearch(index, intent, text, user, moment))
@@ -175,7 +285,7 @@ class World:
             if rng.random() >= EXAMINATION[position - 1]:
                 continue
             events.append(Engagement(position, item, "impression"))
-            wanted = item in search.intent.wanted
+            wanted = item in self.wanted(search)
             liked = search.user.likes(item)
             attraction = (0.9 if liked else 0.65) if wanted else NOISE_CLICK
             if search.intent.family == "known_item" and wanted:
@@ -189,6 +299,12 @@ class World:
                 events.append(Engagement(position, item, "playback"))
                 break
         return events
+
+
+def _unit(vector: Sequence[float]) -> npt.NDArray[np.float32]:
+    array = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(array))
+    return array / norm if norm > 0 else array
 
 
 def _zipf(count: int, exponent: float, rng: random.Random) -> list[float]:
@@ -207,16 +323,21 @@ def build_world(
     typo_rate: float = 0.25,
     zipf_exponent: float = 1.0,
     mix: Mapping[Family, float] | None = None,
+    vectors: Mapping[str, Sequence[float]] | None = None,
+    new_entities: int = NEW_ENTITIES,
 ) -> World:
     """Intents from the catalog's own entities and attributes plus the judged topical queries.
-    The same entities give the same world for the same seed, in whatever order they come."""
+    The same entities give the same world for the same seed, in whatever order they come.
+    Vague intents and points of taste need the tracks' `vectors` (none: no vague intents)."""
     rng = random.Random(seed)
     entities = sorted(entities, key=lambda e: str(e["id"]))
     given: Mapping[Family, float] = mix or {
-        "known_item": 0.5,
-        "topical": 0.2,
-        "attribute": 0.2,
-        "ambiguous": 0.1,
+        "known_item": 0.4,
+        "topical": 0.15,
+        "attribute": 0.15,
+        "ambiguous": 0.05,
+        "related": 0.1,
+        "vague": 0.15,
     }
     mix = {family: float(given.get(family, 0.0)) for family in FAMILIES}
     tracks = [e for e in entities if e.get("entity_type") == "track"]
@@ -253,6 +374,11 @@ def build_world(
         extra = {str(t["id"]) for t in tracks if word in (t.get("genre") or ())}
         intents["ambiguous"].append(Intent(word, "ambiguous", frozenset(wanted | extra)))
 
+    intents["related"] = _related(entities, tracks, int(pool * mix["related"]), rng)
+    units = {k: _unit(v) for k, v in (vectors or {}).items()}
+    intents["vague"] = _vague(tracks, units)
+    newcomers = _newcomers(tracks, new_entities, seed) if units else []
+
     pool_intents: list[Intent] = []
     weights: list[float] = []
     for family in FAMILIES:
@@ -263,8 +389,96 @@ def build_world(
         total = sum(family_weights)
         pool_intents += members
         weights += [mix[family] * w / total for w in family_weights]
-    simulated_users = [SimulatedUser(f"user-{n}", rng.randrange(1 << 30)) for n in range(users)]
-    return World(pool_intents, weights, simulated_users, typo_rate, seed)
+    weights = [w / sum(weights) for w in weights]  # the mix among the families present
+    centers = sorted(t["id"] for t in tracks if t["id"] in units)
+    simulated_users = [
+        SimulatedUser(
+            f"user-{n}", rng.randrange(1 << 30), rng.randrange(len(centers)) if centers else -1
+        )
+        for n in range(users)
+    ]
+    return World(
+        pool_intents,
+        weights,
+        simulated_users,
+        typo_rate,
+        seed,
+        newcomers=newcomers,
+        vectors=units,
+        centers=centers,
+        titles={str(t["id"]): str(t.get("title", "")) for t in tracks if t["id"] in units},
+    )
+
+
+def _related(
+    entities: Sequence[Mapping[str, Any]],
+    tracks: Sequence[Mapping[str, Any]],
+    count: int,
+    rng: random.Random,
+) -> list[Intent]:
+    """Artist names wanting one of the artist's most popular tracks, for popular artists."""
+    by_artist: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for track in tracks:
+        by_artist[str(track.get("artist", ""))].append(track)
+    artists = sorted(
+        (e for e in entities if e.get("entity_type") == "artist"),
+        key=lambda e: -float(e.get("popularity") or 0.0),
+    )
+    found = []
+    for artist in artists:
+        theirs = by_artist.get(str(artist.get("title", "")), [])
+        if len(theirs) >= RELATED_WANTED:
+            top = sorted(theirs, key=lambda t: (-float(t.get("popularity") or 0.0), str(t["id"])))
+            wanted = frozenset(str(t["id"]) for t in top[:RELATED_WANTED])
+            found.append(Intent(str(artist["title"]), "related", wanted, True))
+        if len(found) >= 3 * count:
+            break
+    return rng.sample(found, k=min(len(found), count))
+
+
+def _vague(
+    tracks: Sequence[Mapping[str, Any]], vectors: Mapping[str, npt.NDArray[np.float32]]
+) -> list[Intent]:
+    """A genre or a mood on its own, over every track of it that has a vector."""
+    pools: dict[str, set[str]] = defaultdict(set)
+    for track in tracks:
+        if str(track["id"]) not in vectors:
+            continue
+        for value in [*(track.get("genre") or ()), *(track.get("mood") or ())]:
+            pools[str(value)].add(str(track["id"]))
+    return [
+        Intent(value, "vague", frozenset(ids), pool=value)
+        for value, ids in sorted(pools.items())
+        if len(ids) >= 4 * TASTE_MIN
+    ]
+
+
+def _newcomers(tracks: Sequence[Mapping[str, Any]], count: int, seed: int) -> list[Newcomer]:
+    """New tracks: titles made of words of other titles, the artist, genres and moods of an
+    existing track, no popularity yet; arriving in NEW_BATCHES batches."""
+    rng = random.Random(f"newcomers/{seed}")
+    words = sorted(
+        {w for t in tracks for w in str(t.get("title", "")).split() if w.isalpha() and len(w) > 3}
+    )
+    if not tracks or len(words) < 2:
+        return []
+    found = []
+    for n in range(count):
+        model = rng.choice(tracks)
+        title = " ".join(rng.sample(words, k=2)).title()
+        entity: dict[str, Any] = {
+            "id": f"track:sim-new-{seed}-{n}",
+            "entity_type": "track",
+            "title": title,
+            "artist": model.get("artist") or "Unknown",
+            "genre": list(model.get("genre") or ()),
+            "mood": list(model.get("mood") or ()),
+            "era": list(model.get("era") or ()),
+            "popularity": NEW_POPULARITY,
+        }
+        pools = tuple(entity["genre"] + entity["mood"])
+        found.append(Newcomer(entity, 0.8 * (n % NEW_BATCHES + 1) / NEW_BATCHES, pools))
+    return found
 
 
 def _known_item(entity: Mapping[str, Any], rng: random.Random) -> Intent:

@@ -12,9 +12,11 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import TransportError
 from pydantic import BaseModel, Field, ValidationError
@@ -26,9 +28,52 @@ from ..policy import UserProfile
 
 log = logging.getLogger(__name__)
 TOP_AFFINITIES = 5
+TASTE_HALF_LIFE_S = 30 * 86_400.0
+"""An engagement a month old weighs half a new one in the user's taste."""
+SESSION_HALF_LIFE_S = 3_600.0
+"""The recent taste (in effect, the session's): an engagement an hour old weighs half."""
+VECTOR_DIGITS = 5
 LEDGER_ENTRIES = 500
 """Ledger lines kept per user (today's, newest first): more distinct (query, entity) pairs in a
 day than this and the oldest of them can be engaged with again at full weight."""
+
+
+class DecayedMean(BaseModel):
+    """A weighted mean of vectors in which older additions weigh less (halved every
+    `half_life_s`). Additions out of time order count as if made at the newest time."""
+
+    mean: list[float]
+    weight: float = Field(gt=0)
+    at: datetime
+    half_life_s: float = Field(gt=0)
+
+    def weight_at(self, moment: datetime) -> float:
+        elapsed = max(0.0, (moment - self.at).total_seconds())
+        return float(self.weight * 0.5 ** (elapsed / self.half_life_s))
+
+    @classmethod
+    def add(
+        cls,
+        held: DecayedMean | None,
+        vector: Sequence[float],
+        weight: float,
+        at: datetime,
+        half_life_s: float,
+    ) -> DecayedMean:
+        if held is None or len(held.mean) != len(vector):
+            mean, total = np.asarray(vector, dtype=np.float64), weight
+        else:
+            at = max(at, held.at)
+            before = held.weight_at(at)
+            total = before + weight
+            mean = (before * np.asarray(held.mean) + weight * np.asarray(vector)) / total
+        rounded = [round(float(v), VECTOR_DIGITS) for v in mean]
+        return cls(mean=rounded, weight=total, at=at, half_life_s=half_life_s)
+
+
+def _unit(vector: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
 
 
 class Profile(BaseModel):
@@ -43,26 +88,49 @@ class Profile(BaseModel):
     )
     batch: int = Field(default=0, description="the last learner batch applied")
     updated_at: datetime | None = None
+    taste: DecayedMean | None = Field(
+        default=None, description="vectors of what the user engaged with, a month's half-life"
+    )
+    recent: DecayedMean | None = Field(
+        default=None, description="the same over the last hour or so: the session's taste"
+    )
 
-    def view(self) -> UserProfile:
-        """What the policy and the ranker see: the top affinities as shares of the counts."""
-        if not self.counts:
-            return UserProfile(user_id=self.user_id, engagements=self.engagements)
+    def view(self, now: datetime | None = None) -> UserProfile:
+        """What the policy, the strategies and the ranker see: the top affinities as shares of
+        the counts, and the taste (the recent one added by how recent it still is at `now`)."""
+        taste = None
+        if self.taste is not None:
+            vector = _unit(np.asarray(self.taste.mean))
+            if self.recent is not None:
+                weight = min(1.0, self.recent.weight_at(now or datetime.now(UTC)))
+                vector = _unit(vector + weight * _unit(np.asarray(self.recent.mean)))
+            taste = [round(float(v), VECTOR_DIGITS) for v in vector]
         total = sum(self.counts.values())
         top = Counter(self.counts).most_common(TOP_AFFINITIES)
         return UserProfile(
             user_id=self.user_id,
             affinities={k: round(v / total, 4) for k, v in top},
             engagements=self.engagements,
+            taste=taste,
         )
 
-    def engage(self, attributes: Mapping[str, Sequence[str]]) -> None:
-        """Count one engagement with an entity carrying these slot attributes."""
+    def engage(
+        self,
+        attributes: Mapping[str, Sequence[str]],
+        vector: Sequence[float] | None = None,
+        weight: float = 1.0,
+        at: datetime | None = None,
+    ) -> None:
+        """Count one engagement with an entity carrying these slot attributes, and move the
+        taste towards its vector by the engagement's weight."""
         for slot, values in attributes.items():
             for value in values:
                 key = f"{slot}={value}"
                 self.counts[key] = self.counts.get(key, 0) + 1
         self.engagements += 1
+        if vector is not None and weight > 0 and at is not None:
+            self.taste = DecayedMean.add(self.taste, vector, weight, at, TASTE_HALF_LIFE_S)
+            self.recent = DecayedMean.add(self.recent, vector, weight, at, SESSION_HALF_LIFE_S)
 
     def allow(self, day: str, key: str, entity: str, weight: float, cap: float) -> float:
         """How much of `weight` this user may still add to `entity` for `key` on `day` (at most

@@ -32,6 +32,7 @@ from opensearchpy import OpenSearch
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._errors import LtrrError
+from ..catalog import entity_vectors
 from ..config import CatalogSchema, LtrrSettings
 from ..feedback import ProfileStore
 from ..memory import MemoryBatch, apply_memory, reset_memory
@@ -415,7 +416,8 @@ class Learner:
         this batch means its memory is complete)."""
         profiles = self._profiles.read(self.rules.profile_users(joined))
         fresh = {u: p for u, p in profiles.items() if p.batch < number}
-        lessons = self.rules.engagements(joined, profiles)
+        vectors = entity_vectors(self._client, self.settings, self.rules.engaged_entities(joined))
+        lessons = self.rules.engagements(joined, profiles, vectors=vectors)
         memory = MemoryBatch()
         for update in lessons.memory:
             memory.add(update)

@@ -191,10 +191,12 @@ class LearningRules(BaseModel):
         joined: Sequence[tuple[LoggedSearch, LoggedEvent]],
         profiles: Mapping[str, Profile],
         namespace: str = "",
+        vectors: Mapping[str, Sequence[float]] | None = None,
     ) -> EngagementLessons:
         """What engagements (each joined to its search, in the order they joined) teach the
         memory and the user profiles. `profiles` must hold every user of `profile_users`: their
-        counts and ledgers are updated in place."""
+        counts, tastes (from the engaged entities' `vectors`) and ledgers are updated in
+        place."""
         by_search: dict[str, list[MemoryLesson]] = {}
         for search, event in joined:
             lesson = self.memory_lesson(search, event)
@@ -203,7 +205,12 @@ class LearningRules(BaseModel):
             by_search.setdefault(search.search_id, []).append(lesson)
             user = event.user_id or search.user_id
             if user and event.object_id:
-                profiles[user].engage(search.attributes.get(event.object_id, {}))
+                profiles[user].engage(
+                    search.attributes.get(event.object_id, {}),
+                    (vectors or {}).get(event.object_id),
+                    event.weight,
+                    self.event_time(event),
+                )
         raw = [lesson for found in by_search.values() for lesson in found]
         kept = [lesson for found in by_search.values() for lesson in self.capped(found)]
         result = EngagementLessons(unshown=sum(lesson.unshown for lesson in raw))
@@ -231,6 +238,11 @@ class LearningRules(BaseModel):
                     )
                 )
         return result
+
+    @staticmethod
+    def engaged_entities(joined: Sequence[tuple[LoggedSearch, LoggedEvent]]) -> set[str]:
+        """The entities whose vectors `engagements` moves the users' tastes towards."""
+        return {e.object_id for _, e in joined if e.weight > 0 and e.object_id}
 
     @staticmethod
     def profile_users(joined: Sequence[tuple[LoggedSearch, LoggedEvent]]) -> set[str]:

@@ -5,13 +5,16 @@ are what a request at size n returns: the cache keeps each strategy's list at th
 any plan may draw (`size`), fetched once per query text (and per memory namespace and memory
 version for the memory strategy), and serves every plan from it. (The vector strategy explores
 more of the graph for a larger k, so its short lists are at least as good as a request at that
-size would give.) The exploration strategy must be seeded per text (`exploration_seed`), or its
-samples would be cached with the text. Only `invalidate` makes it fetch again: when the memory
-of a query changed.
+size would give.) A list is keyed by what its strategy asks (its parameters but the size: the
+user's taste, an expansion's seeds, the hour of a fresh search, the exploration seed, which
+must be seeded per text or its samples would be cached with the text). Only `invalidate` (the
+memory of a query changed) and `catalog_changed` (entities were added) make it fetch again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,12 +24,30 @@ from opensearchpy import OpenSearch
 
 from .._errors import LtrrError, OpenSearchUnavailableError
 from ..memory import namespaced
-from ..strategies import Retrieval, StrategyContext, StrategyResult, retrieve_many, strategies
+from ..strategies import (
+    Retrieval,
+    StrategyContext,
+    StrategyResult,
+    get_strategy,
+    retrieve_many,
+    strategies,
+)
 from ..understanding import UnderstoodQuery
 
 ATTEMPTS = 4
 BACKOFF_S = 2.0
 TIMEOUT_MS = 30_000
+_SIZED = frozenset({"size", "k", "timeout"})
+
+
+def _asked(name: str, query: UnderstoodQuery, context: StrategyContext) -> str:
+    """What a strategy asks OpenSearch for this query, whatever the size: its parameters
+    (the taste of the user, the seeds of an expansion, the time of a fresh search...)."""
+    params = get_strategy(name).params(query, context, 1)
+    if params is None:
+        return ""
+    asked = {k: v for k, v in params.items() if k not in _SIZED}
+    return hashlib.sha1(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 
 class CachedRetriever:
@@ -37,19 +58,21 @@ class CachedRetriever:
         self.size = size
         self.namespaces = list(namespaces)
         """Memory namespaces fetched together: a miss for one fetches every one's list."""
-        self._lists: dict[tuple[str, str, str, int, int], StrategyResult] = {}
+        self._lists: dict[tuple[str, str, str, int, str], StrategyResult] = {}
         self._versions: dict[str, int] = defaultdict(int)
         self._memory = {n for n, s in strategies().items() if s.source_type == "memory"}
         self.round_trips = 0
+        self.catalog_version = 0
+        """Bumped when entities were added: every list is fetched again."""
 
     def _key(
         self, name: str, query: UnderstoodQuery, context: StrategyContext
-    ) -> tuple[str, str, str, int, int]:
+    ) -> tuple[str, str, str, int, str]:
         if name in self._memory:
             keys = [namespaced(k, context.memory_namespace) for k in query.memory_keys]
             version = sum(self._versions[k] for k in keys)
-            return (name, query.text, context.memory_namespace, version, 0)
-        return (name, query.text, "", 0, context.exploration_seed)
+            return (name, query.text, context.memory_namespace, version, "")
+        return (name, query.text, "", self.catalog_version, _asked(name, query, context))
 
     def __call__(
         self, plan: Mapping[str, int], query: UnderstoodQuery, context: StrategyContext
@@ -109,6 +132,11 @@ class CachedRetriever:
             )
         text = requests[0][1].text
         raise LtrrError(f"retrieval failed {ATTEMPTS} times for {text!r}: {problem}")
+
+    def catalog_changed(self) -> None:
+        """Entities were added to the catalog: fetch every list again."""
+        self.catalog_version += 1
+        self._lists.clear()
 
     def invalidate(self, memory_keys: Iterable[str]) -> None:
         """The memory of these (namespaced) keys changed: fetch their memory lists again."""

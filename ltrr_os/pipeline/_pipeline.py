@@ -2,9 +2,10 @@
 
 One implementation, used by `LTRRClient.search`, `ltrr evaluate` and `ltrr simulate`, so that
 what is measured is what serves. What differs between them is plugged in, never re-implemented:
-the policy and the ranker, who the user is and when, and how the one `_msearch/template` round
-trip is made (`Retriever`: straight to OpenSearch, or through a cache of responses when a
-benchmark asks the same thing many times).
+the policy and the ranker, who the user is and when, and how an `_msearch/template` round trip
+is made (`Retriever`: straight to OpenSearch, or through a cache of responses when a benchmark
+asks the same thing many times). The plan's strategies run in one round trip; an expansion
+(`related`) runs in a second one, from the first one's best hits, within the search's deadline.
 """
 
 from __future__ import annotations
@@ -30,15 +31,35 @@ from ..policy import (
     TimeContext,
     UserProfile,
 )
-from ..ranking import FeatureExtractor, FeatureMatrix, FusedRanker, Ranker, UnionCandidate
+from ..ranking import (
+    FeatureExtractor,
+    FeatureMatrix,
+    FusedRanker,
+    Ranker,
+    UnionCandidate,
+    reciprocal_rank_fusion,
+)
 from ..ranking import union_candidates as merge
-from ..strategies import Retrieval, StrategyContext, retrieve, strategies
+from ..strategies import (
+    Retrieval,
+    Seed,
+    StrategyContext,
+    StrategyResult,
+    retrieve,
+    strategies,
+)
 from ..understanding import Lexicon, UnderstoodQuery, understand
 
 log = logging.getLogger(__name__)
 
+Request = tuple[Mapping[str, int], UnderstoodQuery, StrategyContext]
+"""A plan (strategy -> size) for a query, in the strategies' context."""
 Retriever = Callable[[Mapping[str, int], UnderstoodQuery, StrategyContext], Retrieval]
 """Runs a plan (strategy -> size) for a query in one `_msearch/template` round trip."""
+SEEDS = 5
+"""How many of the first round trip's best hits an expansion starts from."""
+MIN_EXPANSION_MS = 20
+"""An expansion with less of the deadline left than this is not sent (it times out)."""
 
 
 def opensearch_retriever(client: OpenSearch) -> Retriever:
@@ -71,11 +92,15 @@ class Planned:
     decision: Decision
     strategy_context: StrategyContext
     timings_ms: dict[str, float]
+    started: float = field(default_factory=time.perf_counter)
 
     @property
-    def request(self) -> tuple[Mapping[str, int], UnderstoodQuery, StrategyContext]:
-        """What the retriever runs: the plan, for the query, in the strategies' context."""
-        return self.decision.plan, self.query, self.strategy_context
+    def request(self) -> Request:
+        """What the retriever runs first: the plan's strategies that need no hits to start
+        from, for the query, in the strategies' context."""
+        registry = strategies()
+        first = {s: n for s, n in self.decision.plan.items() if not registry[s].expands}
+        return first, self.query, self.strategy_context
 
 
 @dataclass
@@ -177,16 +202,20 @@ class SearchPipeline:
         user: UserProfile,
         moment: datetime,
         budget: int | None = None,
+        strategy_context: StrategyContext | None = None,
     ) -> tuple[DecisionContext, Decision]:
         """The policy's plan; the rule policy's when it fails or plans more candidates than the
         budget (any policy may be plugged in; the budget holds for all)."""
+        where = strategy_context or self.context
         context = DecisionContext(
             query=query,
             user=user,
             time=TimeContext.at(moment),
             options=[
                 StrategyOption(
-                    strategy=name, source_type=s.source_type, applicable=s.applicable(query)
+                    strategy=name,
+                    source_type=s.source_type,
+                    applicable=s.applicable(query, where),
                 )
                 for name, s in strategies().items()
             ],
@@ -234,16 +263,20 @@ class SearchPipeline:
         """The stages before the round trip: understand and decide (`text` already checked
         against the limits); `budget` overrides the serving budget (an evaluation that draws
         every strategy in full)."""
-        clock = time.perf_counter()
+        started = clock = time.perf_counter()
         query = self.understand(text)
         understood = _since(clock)
         clock = time.perf_counter()
-        context, decision = self.decide(policy, query, user, moment, budget)
         search_id = search_id or uuid.uuid4().hex
         seed = int(search_id[:7], 16) if exploration_seed is None else exploration_seed
         strategy_context = replace(
-            self.context, exploration_seed=seed, now=moment, memory_namespace=memory_namespace
+            self.context,
+            exploration_seed=seed,
+            now=moment,
+            memory_namespace=memory_namespace,
+            user_vector=tuple(user.taste) if user.taste else None,
         )
+        context, decision = self.decide(policy, query, user, moment, budget, strategy_context)
         return Planned(
             search_id=search_id,
             text=text,
@@ -253,6 +286,36 @@ class SearchPipeline:
             decision=decision,
             strategy_context=strategy_context,
             timings_ms={"understand": understood, "decide": _since(clock)},
+            started=started,
+        )
+
+    def expansion(self, planned: Planned, first: Retrieval) -> Request | None:
+        """The second round trip, for the plan's expansion strategies (related): from the
+        first round trip's best hits, within what is left of the deadline. None when there is
+        nothing to send: then `first` holds their results (skipped without hits to start from,
+        timed out when the deadline is too near)."""
+        registry = strategies()
+        plan = {s: n for s, n in planned.decision.plan.items() if registry[s].expands}
+        if not plan:
+            return None
+        context = planned.strategy_context
+        left_ms = context.settings.expansion_deadline_ms - _since(planned.started)
+        seeds = _seeds(first, registry)
+        if not seeds or left_ms < MIN_EXPANSION_MS:
+            for name, size in plan.items():
+                first.results[name] = StrategyResult(
+                    strategy=name, size=size, skipped=not seeds, timed_out=bool(seeds)
+                )
+            return None
+        timeout = min(context.timeout_ms, int(left_ms))
+        return plan, planned.query, replace(context, seeds=seeds, timeout_ms=timeout)
+
+    @staticmethod
+    def combined(first: Retrieval, second: Retrieval) -> Retrieval:
+        """Both round trips' results, and their time together."""
+        return Retrieval(
+            results={**first.results, **second.results},
+            round_trip_ms=first.round_trip_ms + second.round_trip_ms,
         )
 
     def finish(
@@ -265,11 +328,13 @@ class SearchPipeline:
             "opensearch": float(max((r.took_ms for r in retrieval.results.values()), default=0)),
         }
         clock = time.perf_counter()
+        results = retrieval.results
         union = merge(
             {
-                name: [(c.id, c.score, c.source) for c in result.candidates]
-                for name, result in retrieval.results.items()
-            }
+                name: [(c.id, c.score, c.source) for c in r.candidates]
+                for name, r in results.items()
+            },
+            {name: {c.id: c.via for c in r.candidates if c.via} for name, r in results.items()},
         )
         features = self.features.extract(planned.query, union, planned.context.user)
         ranking = self.rank(ranker, features, union, limit)
@@ -315,8 +380,25 @@ class SearchPipeline:
         )
         clock = time.perf_counter()
         retrieval = self.retriever(*planned.request)
+        if (second := self.expansion(planned, retrieval)) is not None:
+            retrieval = self.combined(retrieval, self.retriever(*second))
         planned.timings_ms["retrieve"] = _since(clock)
         return self.finish(planned, retrieval, ranker=ranker, limit=limit)
+
+
+def _seeds(first: Retrieval, registry: Mapping[str, Any]) -> tuple[Seed, ...]:
+    """The first round trip's best hits by reciprocal rank fusion (exploration's random samples
+    left out), each weighted by its fused score relative to the best."""
+    lists = {
+        name: [c.id for c in result.candidates]
+        for name, result in first.results.items()
+        if registry[name].source_type != "exploration" and not registry[name].expands
+    }
+    fused = reciprocal_rank_fusion(lists)
+    best = sorted(fused, key=lambda item: (-fused[item], item))[:SEEDS]
+    sources = {c.id: c.source for r in first.results.values() for c in r.candidates}
+    top = fused[best[0]] if best else 1.0
+    return tuple(Seed(item, sources[item], round(fused[item] / top, 4)) for item in best)
 
 
 def _since(clock: float) -> float:

@@ -46,6 +46,12 @@ class UserProfile(BaseModel):
         default_factory=dict, description="'slot=value' -> share of the user's engagements"
     )
     engagements: int = 0
+    taste: list[float] | None = Field(
+        default=None,
+        exclude=True,  # what the personal strategy searches with; never logged with decisions
+        description="unit vector of what the user engaged with (recent engagements weigh "
+        "more); None without history",
+    )
 
 
 class TimeContext(BaseModel):

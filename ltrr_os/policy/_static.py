@@ -13,11 +13,14 @@ from ._models import Decision, DecisionContext, PlanProbability, Policy, Strateg
 
 DEFAULT_RULES: dict[QueryType, dict[str, int]] = {
     # A named item: exact words and past engagement find it near the top; attributes may help.
-    "known_item": {"lexical": 30, "memory": 30, "structured": 10},
-    # A description: semantic similarity needs depth; words and memory add a few sure hits.
-    "topical": {"vector": 100, "lexical": 30, "memory": 10},
-    # Slots such as genre or era: structured search is the answer, similarity widens it.
-    "attribute": {"structured": 100, "vector": 30, "memory": 10},
+    # A name may want what the named entity leads to (an artist's tracks): a few related.
+    "known_item": {"lexical": 30, "memory": 30, "structured": 10, "related": 10},
+    # A description: semantic similarity needs depth; words and memory add a few sure hits,
+    # the user's taste a few more.
+    "topical": {"vector": 100, "lexical": 30, "memory": 10, "personal": 10},
+    # Slots such as genre or era: structured search is the answer, similarity widens it, taste
+    # picks within it, and a few new entities get their chance.
+    "attribute": {"structured": 100, "vector": 30, "memory": 10, "personal": 10, "fresh": 10},
 }
 """RulePolicy's plans per query type."""
 EVERY_STRATEGY = "*"

@@ -124,9 +124,13 @@ FUSION_WEIGHTS: dict[str, float] = {
     "memory": 1.0,
     "structured": 1.0,
     "exploration": 0.1,
+    "related": 0.5,
+    "personal": 1.0,
+    "fresh": 0.3,
 }
 """Weight of a strategy in the fused score, by its source type. Exploration samples the long
-tail at random, on purpose: its hits are there to be tried, not trusted."""
+tail at random, on purpose: its hits are there to be tried, not trusted; fresh entities are
+there to be tried too, and related ones were found from a hit, not from the query."""
 
 
 def fused_scores(rank: Matrix, hit: Matrix, weights: Matrix) -> Matrix:

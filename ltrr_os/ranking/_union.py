@@ -12,11 +12,13 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Provenance:
-    """Where a candidate came from: which strategy found it, at which rank and score."""
+    """Where a candidate came from: which strategy found it, at which rank and score, and for
+    an expansion (related), the hits it was found from."""
 
     strategy: str
     rank: int
     score: float
+    via: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -28,14 +30,17 @@ class UnionCandidate:
 
 def union_candidates(
     lists: Mapping[str, Sequence[tuple[str, float, dict[str, Any]]]],
+    via: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
 ) -> list[UnionCandidate]:
     """Merge strategy -> [(id, score, source)] lists (in rank order) into one candidate per id,
-    in first-seen order, keeping every strategy's rank and score."""
+    in first-seen order, keeping every strategy's rank and score (and `via`: strategy -> id ->
+    the hits an expansion found it from)."""
     merged: dict[str, UnionCandidate] = {}
     for strategy, hits in lists.items():
+        origins = (via or {}).get(strategy, {})
         for rank, (item, score, source) in enumerate(hits, start=1):
             found = merged.get(item)
             if found is None:
                 found = merged[item] = UnionCandidate(item, source)
-            found.provenance.append(Provenance(strategy, rank, score))
+            found.provenance.append(Provenance(strategy, rank, score, tuple(origins.get(item, ()))))
     return list(merged.values())

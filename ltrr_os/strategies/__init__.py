@@ -1,7 +1,17 @@
 """Retrieval strategies: stored search templates plus descriptors, run in one round trip."""
 
-from ._base import SOURCE_TYPES, SourceType, Strategy, StrategyContext
-from ._builtin import Exploration, Lexical, Memory, Structured, Vector
+from ._base import SOURCE_TYPES, Seed, SourceType, Strategy, StrategyContext
+from ._builtin import (
+    Exploration,
+    Fresh,
+    Lexical,
+    Memory,
+    Personal,
+    PersonalTaste,
+    Related,
+    Structured,
+    Vector,
+)
 from ._registry import get_strategy, register, strategies
 from ._retrieve import (
     Candidate,
@@ -16,9 +26,14 @@ __all__ = [
     "SOURCE_TYPES",
     "Candidate",
     "Exploration",
+    "Fresh",
     "Lexical",
     "Memory",
+    "Personal",
+    "PersonalTaste",
+    "Related",
     "Retrieval",
+    "Seed",
     "SourceType",
     "Strategy",
     "StrategyContext",

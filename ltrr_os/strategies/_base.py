@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from ..config import CatalogSchema, LtrrSettings
 from ..embedding import Encoder
 from ..understanding import UnderstoodQuery
 
-SourceType = Literal["lexical", "structured", "vector", "memory", "exploration"]
-SOURCE_TYPES: tuple[SourceType, ...] = ("lexical", "structured", "vector", "memory", "exploration")
+SourceType = Literal[
+    "lexical", "structured", "vector", "memory", "exploration", "related", "personal", "fresh"
+]
+SOURCE_TYPES: tuple[SourceType, ...] = get_args(SourceType)
 NOT_RETURNED = (
     "embedding",
     "embedding_hash",
@@ -24,6 +27,15 @@ NOT_RETURNED = (
     "memory_updated_at",
     "memory_batches",
 )
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A hit of the first round trip that an expansion strategy (related) starts from."""
+
+    id: str
+    source: Mapping[str, Any]
+    weight: float
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,10 @@ class StrategyContext:
     memory_namespace: str = ""
     """Whose Q2E memory the memory strategy reads ('' : the deployment's own; a simulation
     gives each policy its own, so that none learns from another's traffic)."""
+    user_vector: tuple[float, ...] | None = None
+    """The searching user's taste (unit length), None without engagement history."""
+    seeds: tuple[Seed, ...] = ()
+    """For expansion strategies: the first round trip's best hits."""
 
     @property
     def source_filter(self) -> dict[str, list[str]]:
@@ -53,18 +69,21 @@ class StrategyContext:
 
 class Strategy(ABC):
     """A candidate generator. `params` returns None when the strategy has nothing to say about
-    the query (e.g. structured search without slots), so it is not run at all."""
+    the query (e.g. structured search without slots), so it is not run at all. An expansion
+    strategy (`expands`) runs in a second round trip, from the first one's hits (`seeds`)."""
 
     name: ClassVar[str]
     source_type: ClassVar[SourceType]
+    expands: ClassVar[bool] = False
 
     @property
     def template(self) -> str:
         """The file in index_templates/search/ that holds its mustache template."""
         return f"{self.name}.mustache"
 
-    def applicable(self, query: UnderstoodQuery) -> bool:
-        """Whether the strategy has anything to run for this query (cheap: no encoding)."""
+    def applicable(self, query: UnderstoodQuery, context: StrategyContext) -> bool:
+        """Whether the strategy has anything to run for this query in this context (cheap: no
+        encoding)."""
         return bool(query.tokens)
 
     @abstractmethod

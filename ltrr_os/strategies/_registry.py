@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from .._errors import LtrrError
 from ._base import Strategy
-from ._builtin import Exploration, Lexical, Memory, Structured, Vector
+from ._builtin import (
+    Exploration,
+    Fresh,
+    Lexical,
+    Memory,
+    Personal,
+    PersonalTaste,
+    Related,
+    Structured,
+    Vector,
+)
 
 _REGISTRY: dict[str, Strategy] = {}
 
@@ -29,5 +39,15 @@ def get_strategy(name: str) -> Strategy:
         raise LtrrError(f"unknown strategy {name!r}; known: {known}") from None
 
 
-for _builtin in (Lexical(), Structured(), Vector(), Memory(), Exploration()):
+for _builtin in (
+    Lexical(),
+    Structured(),
+    Vector(),
+    Memory(),
+    Exploration(),
+    Related(),
+    Personal(),
+    PersonalTaste(),
+    Fresh(),
+):
     register(_builtin)

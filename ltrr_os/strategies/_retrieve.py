@@ -29,6 +29,9 @@ class Candidate(BaseModel):
     score: float
     rank: int
     source: dict[str, Any] = Field(default_factory=dict)
+    via: list[str] = Field(
+        default_factory=list, description="expansions: the hits it was found from"
+    )
 
 
 class StrategyResult(BaseModel):
@@ -197,6 +200,7 @@ def _result(name: str, size: int, response: Mapping[str, Any]) -> StrategyResult
                 score=float(hit.get("_score") or 0.0),
                 rank=rank,
                 source=hit.get("_source") or {},
+                via=hit.get("matched_queries") or [],
             )
             for rank, hit in enumerate(hits, start=1)
         ],

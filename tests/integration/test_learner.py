@@ -18,12 +18,12 @@ from ltrr_os import LTRRClient, SearchContext
 from ltrr_os.cli import app
 from ltrr_os.config import LtrrSettings
 from ltrr_os.embedding import Encoder
-from ltrr_os.feedback import FeedbackEvent, ubi_event
+from ltrr_os.feedback import FeedbackEvent, ProfileStore, ubi_event
 from ltrr_os.memory import decay_scale
 from ltrr_os.models import ModelStore
 from ltrr_os.policy import FixedPlanPolicy
 
-from .conftest import load_music
+from .conftest import MUSIC, load_music
 
 ARTISTS = {"Queen", "Dolly Parton"}
 
@@ -221,3 +221,39 @@ def test_replay_puts_the_rebuilt_policy_through_the_gate(
     assert (pointer is not None and pointer.version == rebuilt.version) == (
         rebuilt.status == "promoted"
     )
+
+
+def test_engagement_gives_the_user_a_taste_that_personal_searches_with(
+    own: LtrrSettings, os_client: OpenSearch, encoder: Encoder
+) -> None:
+    """The learner keeps the taste in the user's profile; a serving process reads it, and the
+    personal strategy becomes applicable for that user only."""
+    plan = FixedPlanPolicy({"lexical": 5, "personal": 10})
+    with LTRRClient(own, opensearch=os_client, encoder=encoder, policy=plan) as client:
+        before = client.search("jolene", SearchContext(user_id="fan"), limit=5)
+        assert before.decision.plan == {"lexical": 5}  # no history: no personal candidates
+        client.feedback(
+            [
+                FeedbackEvent(
+                    search_id=before.search_id,
+                    action="playback",
+                    object_id=result.id,
+                    position=result.rank,
+                    user_id="fan",
+                )
+                for result in before.results[:2]
+            ]
+        )
+        assert client.flush() == 0
+    code, output = ltrr(own, "learn", "--once", "--lag", "0")
+    assert code == 0, output
+    profile = ProfileStore(os_client, own).read(["fan"])["fan"]
+    assert profile.taste is not None
+    assert len(profile.taste.mean) == MUSIC.embedding.dimension
+    with LTRRClient(own, opensearch=os_client, encoder=encoder, policy=plan) as client:
+        after = client.search("country", SearchContext(user_id="fan"), limit=10)
+        stranger = client.search("country", SearchContext(user_id="stranger"), limit=10)
+    assert after.decision.plan == {"lexical": 5, "personal": 10}
+    assert stranger.decision.plan == {"lexical": 5}
+    found = [r for r in after.results if any(p.strategy == "personal" for p in r.provenance)]
+    assert sum(r.source.get("artist") == "Dolly Parton" for r in found) >= len(found) // 2

@@ -17,7 +17,7 @@ from ltrr_os import QueryError
 from ltrr_os.catalog import load_lexicon
 from ltrr_os.config import LtrrSettings
 from ltrr_os.embedding import Encoder
-from ltrr_os.strategies import StrategyContext, get_strategy, retrieve, strategies
+from ltrr_os.strategies import Seed, StrategyContext, get_strategy, retrieve, strategies
 from ltrr_os.understanding import Lexicon, understand
 
 from .conftest import MUSIC
@@ -29,7 +29,16 @@ ALL = list(strategies())
 def music(
     music_settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
 ) -> tuple[StrategyContext, Lexicon]:
-    context = StrategyContext(settings=music_settings, schema=MUSIC, encoder=encoder)
+    """The slice's context, with what every strategy needs to run: a user's taste (personal)
+    and hits to expand (related)."""
+    queen = {"entity_type": "artist", "title": "Queen", "artist": "Queen"}
+    context = StrategyContext(
+        settings=music_settings,
+        schema=MUSIC,
+        encoder=encoder,
+        user_vector=tuple(encoder.encode_one("rock anthems")),
+        seeds=(Seed("artist:queen", queen, 1.0),),
+    )
     return context, load_lexicon(os_client, music_settings)
 
 
@@ -59,6 +68,8 @@ def test_all_strategies_run_in_one_round_trip_with_their_own_sizes(
     context, lexicon = music
     client = OpenSearch(hosts=settings.hosts, transport_class=CountingTransport)
     sizes = {"lexical": 3, "structured": 4, "vector": 5, "memory": 2, "exploration": 1}
+    sizes |= {"related": 6, "personal": 7, "personal_taste": 8, "fresh": 2}
+    assert set(sizes) == set(ALL)
     before = CountingTransport.requests
     retrieval = retrieve(client, sizes, understand("queen", lexicon), context)
     assert CountingTransport.requests - before == 1

@@ -138,7 +138,10 @@ class UpgradeIndex:
                 {"add": {"index": self.new, "alias": self.shared_read_alias}},
             ]
         try:  # from the block to the alias move: an interruption anywhere undoes it all
-            client.indices.put_settings(index=self.old, body={"index.blocks.write": True})
+            # The add-block API returns once writes in flight are done (a settings change would
+            # not wait for them); the refresh makes every write the copy must see searchable.
+            client.indices.add_block(index=self.old, block="write")
+            client.indices.refresh(index=self.old)
             client.indices.create(index=self.new, body=self.body)
             _wait_until_allocated(client, self.new)
             self._reindex(client, task)
@@ -352,7 +355,7 @@ def _component_steps(
             "index_patterns": [f"{alias}_v*"],
             "composed_of": names,
             "priority": 500,
-            "template": {"settings": {"index": {"number_of_replicas": logical.replicas}}},
+            "template": {"settings": {"index": logical.index_settings()}},
             "_meta": {"description": f"ltrr-os {logical.name}"},
         }
     )

@@ -1,10 +1,20 @@
 """`ltrr bootstrap`: bring the cluster to the templates and indices this version of ltrr-os wants.
 
 Idempotent. Each logical index is an alias over versioned indices (`ltrr-catalog` ->
-`ltrr-catalog_v1`). When the wanted body differs from the live one (a template or schema change),
-a new version is created, the old one is made read-only, its documents are reindexed into the new
-one, counted, and the alias moves atomically; the old version is kept for rollback. Nothing is
-lost: writes during the upgrade fail loudly instead of landing in an index about to be retired.
+`ltrr-catalog_v1`). When the wanted body differs from the live one (a template or schema change,
+shards or replicas), a new version is created, the old one is made read-only, its documents are
+reindexed into the new one, counted, and the alias moves atomically; the old version is kept for
+rollback. Searches read the old version until the move, then the new one.
+
+Writes during the upgrade are refused (the old version is blocked, and writes go through the
+alias with `require_alias`), never lost in an index about to be retired; they reach the new
+version by being tried again after the alias moved. The writers that run during serving do that
+on their own: the learner keeps a batch whose memory or profile writes were refused uncommitted
+and applies it again after a backoff (its writes are keyed by batch, so what was applied before
+the block and copied is not counted twice), and the spools keep UBI documents refused by a block
+and deliver them later. An operator's writes are refused the same way (`ltrr ingest` reports
+the rows rejected with the block as the reason, `ltrr replay` stops with an error): run them
+again after the upgrade.
 """
 
 from __future__ import annotations

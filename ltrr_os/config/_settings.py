@@ -74,6 +74,15 @@ class LtrrSettings(BaseSettings):
     request_timeout_s: float = Field(default=10.0, gt=0, le=300)
     max_retries: int = Field(default=2, ge=0, le=10)
     index_prefix: str = "ltrr-"
+    index_shards: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="primary shards of the indices that grow with the catalog and the traffic "
+        "(catalog, ubi_queries, ubi_events); state, models and profiles keep one (a few "
+        "documents, or one small document per user, read by id). A change reindexes them "
+        "at the next `ltrr bootstrap`",
+    )
     index_replicas: int = Field(default=0, ge=0, le=5, description="replicas of every index")
     model_dir: Path = Field(default_factory=lambda: _default_data_dir() / "models")
     spool_dir: Path = Field(

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import TransportError
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._errors import LtrrError
@@ -58,6 +59,9 @@ GATE_HOLDOUT = 0.2
 """The newest share of a rebuild's logged decisions the policy gate compares on..."""
 GATE_MAX_DECISIONS = 5_000
 """...at most this many (what a rebuild keeps of them: contexts are not small)."""
+MAX_BACKOFF_S = 5.0
+"""The longest a failing learner waits before trying again (an upgrade's copy may take minutes,
+and the learner should follow soon after the alias moves)."""
 SETTLE_FIELDS = {"includes": ["ltrr"], "excludes": ["ltrr.features"]}
 
 
@@ -285,7 +289,11 @@ class Learner:
         stop: threading.Event,
         on_step: Callable[[LearnerReport], None] | None = None,
     ) -> None:
-        """Learn until `stop` is set; while another learner holds the lease, wait as standby."""
+        """Learn until `stop` is set; while another learner holds the lease, wait as standby.
+        A step that fails (a node away, an index write-blocked while `ltrr bootstrap` copies
+        it) committed nothing past what it wrote: it is tried again, less often the longer it
+        keeps failing, and its writes, keyed by batch, land once wherever the alias points."""
+        failures = 0
         while not stop.is_set():
             try:
                 if not self.started:
@@ -297,10 +305,13 @@ class Learner:
                     self._checkpoint = None
                 stop.wait(self.config.poll_s * 4)
                 continue
-            except LtrrError as exc:
-                log.warning("a learner step failed, retrying: %s", exc)
-                stop.wait(self.config.poll_s * 4)
+            except (LtrrError, TransportError) as exc:
+                failures += 1
+                backoff = min(self.config.poll_s * 2**failures, MAX_BACKOFF_S)
+                log.warning("a learner step failed, retrying in %.1f s: %s", backoff, exc)
+                stop.wait(backoff)
                 continue
+            failures = 0
             if on_step is not None:
                 on_step(step)
             if step.caught_up:

@@ -1,10 +1,20 @@
 """`ltrr bootstrap`: bring the cluster to the templates and indices this version of ltrr-os wants.
 
 Idempotent. Each logical index is an alias over versioned indices (`ltrr-catalog` ->
-`ltrr-catalog_v1`). When the wanted body differs from the live one (a template or schema change),
-a new version is created, the old one is made read-only, its documents are reindexed into the new
-one, counted, and the alias moves atomically; the old version is kept for rollback. Nothing is
-lost: writes during the upgrade fail loudly instead of landing in an index about to be retired.
+`ltrr-catalog_v1`). When the wanted body differs from the live one (a template or schema change,
+shards or replicas), a new version is created, the old one is made read-only, its documents are
+reindexed into the new one, counted, and the alias moves atomically; the old version is kept for
+rollback. Searches read the old version until the move, then the new one.
+
+Writes during the upgrade are refused (the old version is blocked, and writes go through the
+alias with `require_alias`), never lost in an index about to be retired; they reach the new
+version by being tried again after the alias moved. The writers that run during serving do that
+on their own: the learner keeps a batch whose memory or profile writes were refused uncommitted
+and applies it again after a backoff (its writes are keyed by batch, so what was applied before
+the block and copied is not counted twice), and the spools keep UBI documents refused by a block
+and deliver them later. An operator's writes are refused the same way (`ltrr ingest` reports
+the rows rejected with the block as the reason, `ltrr replay` stops with an error): run them
+again after the upgrade.
 """
 
 from __future__ import annotations
@@ -138,7 +148,10 @@ class UpgradeIndex:
                 {"add": {"index": self.new, "alias": self.shared_read_alias}},
             ]
         try:  # from the block to the alias move: an interruption anywhere undoes it all
-            client.indices.put_settings(index=self.old, body={"index.blocks.write": True})
+            # The add-block API returns once writes in flight are done (a settings change would
+            # not wait for them); the refresh makes every write the copy must see searchable.
+            client.indices.add_block(index=self.old, block="write")
+            client.indices.refresh(index=self.old)
             client.indices.create(index=self.new, body=self.body)
             _wait_until_allocated(client, self.new)
             self._reindex(client, task)
@@ -352,7 +365,7 @@ def _component_steps(
             "index_patterns": [f"{alias}_v*"],
             "composed_of": names,
             "priority": 500,
-            "template": {"settings": {"index": {"number_of_replicas": logical.replicas}}},
+            "template": {"settings": {"index": logical.index_settings()}},
             "_meta": {"description": f"ltrr-os {logical.name}"},
         }
     )

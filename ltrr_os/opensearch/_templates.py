@@ -88,6 +88,7 @@ class LogicalIndex:
     name: str
     components: dict[str, dict[str, Any]]
     replicas: int
+    shards: int = 1
     meta: dict[str, Any] = field(default_factory=dict)
     shared_read_alias: str | None = None
     """The read alias other tools know this index by (UBI dashboards read `ubi_queries`)."""
@@ -99,12 +100,16 @@ class LogicalIndex:
     def component_name(self, settings: LtrrSettings, component: str) -> str:
         return settings.index_name(f"{self.name}-{component}")
 
+    def index_settings(self) -> dict[str, int]:
+        """Shards and replicas, from the settings: in the fingerprint, so a change reindexes."""
+        return {"number_of_shards": self.shards, "number_of_replicas": self.replicas}
+
     def body(self) -> dict[str, Any]:
         """Settings and mappings as OpenSearch composes them, plus our _meta with a fingerprint."""
         composed: dict[str, Any] = {"settings": {}, "mappings": {}}
         for component in self.components.values():
             _merge(composed, copy.deepcopy(component.get("template", {})))
-        composed["settings"].setdefault("index", {})["number_of_replicas"] = self.replicas
+        composed["settings"].setdefault("index", {}).update(self.index_settings())
         fingerprint = hashlib.sha256(
             json.dumps([composed, self.meta], sort_keys=True).encode()
         ).hexdigest()[:16]
@@ -166,12 +171,14 @@ def logical_indices(settings: LtrrSettings, schema: CatalogSchema) -> list[Logic
                 "fields": _with_analysis(catalog_fields_component(schema)),
             },
             replicas=settings.index_replicas,
+            shards=settings.index_shards,
             meta={"schema": schema.model_dump(mode="json")},
         ),
         LogicalIndex(
             name="ubi_queries",
             components={"mappings": load_component("ubi-queries"), "ingest": _ingested(settings)},
             replicas=settings.index_replicas,
+            shards=settings.index_shards,
             shared_read_alias="ubi_queries",
             join_shared_alias=settings.ubi_shared_aliases,
         ),
@@ -179,6 +186,7 @@ def logical_indices(settings: LtrrSettings, schema: CatalogSchema) -> list[Logic
             name="ubi_events",
             components={"mappings": load_component("ubi-events"), "ingest": _ingested(settings)},
             replicas=settings.index_replicas,
+            shards=settings.index_shards,
             shared_read_alias="ubi_events",
             join_shared_alias=settings.ubi_shared_aliases,
         ),

@@ -45,12 +45,7 @@ def _before(owner: Any, name: str, signum: int) -> None:
 
 def arm(step: str, signum: int) -> None:
     if step == "blocked":
-        _after(
-            IndicesClient,
-            "put_settings",
-            lambda kw: kw.get("body") == {"index.blocks.write": True},
-            signum,
-        )
+        _after(IndicesClient, "add_block", lambda kw: kw.get("block") == "write", signum)
     elif step == "created":
         _after(IndicesClient, "create", lambda kw: "_v" in str(kw.get("index")), signum)
     elif step == "copying":

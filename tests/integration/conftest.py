@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch
+from opensearchpy import OpenSearch, helpers
 
 from ltrr_os.catalog import SourceRow, build_music_catalog, ingest_rows, refresh_lexicon
 from ltrr_os.config import LtrrSettings, load_schema
@@ -92,13 +92,50 @@ def music_settings(
     os_client.indices.delete(index=f"{own.index_prefix}*")
 
 
+class Processes:
+    """Processes of a test's own (servers, learners) run from the repository, each one's output
+    and errors in files of `directory` (a pipe nobody reads stops its writer once full)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(
+        self, name: str, command: list[str], environment: dict[str, str]
+    ) -> subprocess.Popen[str]:
+        with (
+            (self.directory / f"{name}.out").open("w") as out,
+            (self.directory / f"{name}.err").open("w") as err,
+        ):
+            process = subprocess.Popen(
+                command, cwd=REPO, env=environment, stdout=out, stderr=err, text=True
+            )
+        self.started.append(process)
+        return process
+
+    def output(self, name: str) -> str:
+        return (self.directory / f"{name}.out").read_text()
+
+    def errors(self, name: str) -> str:
+        """The end of what it wrote to stderr (for an assertion's message)."""
+        return (self.directory / f"{name}.err").read_text()[-3000:]
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Start processes; those still running when the test ends are killed."""
+    own = Processes(tmp_path)
+    yield own
+    for process in own.started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def stored_versions(client: OpenSearch, index: str) -> dict[str, int]:
     """_id -> _version of every document: version 1 means it was written exactly once."""
     client.indices.refresh(index=index)
-    hits = client.search(
-        index=index,
-        body={"query": {"match_all": {}}, "size": 10_000, "_source": False, "version": True},
-    )["hits"]["hits"]
+    hits = helpers.scan(client, index=index, query={"_source": False, "version": True}, size=5000)
     return {hit["_id"]: hit["_version"] for hit in hits}
 
 

@@ -16,6 +16,8 @@ from ltrr_os.strategies import strategies
 pytestmark = pytest.mark.smoke
 
 MUSIC = load_schema("music")
+CHANGED = ("catalog", "ubi_queries", "ubi_events")
+"""The indices that take `index_shards`."""
 
 
 @pytest.fixture
@@ -119,6 +121,33 @@ def test_a_template_change_upgrades_by_reindex_and_keeps_every_document(
     with pytest.raises(Exception, match="blocked"):
         os_client.index(index=f"{alias}_v1", id="late", body={"id": "late"})
     assert bootstrap(os_client, fresh, changed) == []
+
+
+def test_a_change_of_shard_count_upgrades_the_growing_indices_by_reindex(
+    os_client: OpenSearch, fresh: LtrrSettings
+) -> None:
+    bootstrap(os_client, fresh, MUSIC)
+    alias = fresh.index_name("catalog")
+    os_client.index(index=alias, id="a", body={"id": "a", "entity_type": "track", "title": "A"})
+    sharded = fresh.model_copy(update={"index_shards": 2})
+    upgrades = [
+        line.split(":")[0]
+        for line in (step.describe() for step in plan_bootstrap(os_client, sharded, MUSIC))
+        if line.startswith("upgrade")
+    ]
+    assert upgrades == [f"upgrade {sharded.index_name(n)}" for n in CHANGED]
+    bootstrap(os_client, sharded, MUSIC)
+    primaries = {
+        index: int(found["settings"]["index"]["number_of_shards"])
+        for index, found in os_client.indices.get_settings(index=f"{fresh.index_prefix}*").items()
+    }
+    p = fresh.index_prefix
+    assert primaries == {
+        **{f"{p}{name}_v2": 2 for name in CHANGED},
+        **{f"{p}{name}_v1": 1 for name in ("state", "models", "profiles", *CHANGED)},
+    }
+    assert os_client.get(index=alias, id="a")["_source"]["title"] == "A"
+    assert bootstrap(os_client, sharded, MUSIC) == []
 
 
 def test_a_removed_field_is_dropped_during_the_upgrade(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,13 +17,14 @@ from ltrr_os import LTRRClient, LtrrSettings, SearchResponse
 from ltrr_os.embedding import Encoder
 from ltrr_os.feedback import ProfileStore
 from ltrr_os.learning import Learner, LearnerConfig
+from ltrr_os.learning._checkpoint import CHECKPOINT_ID, Checkpoint
 from ltrr_os.memory._memory import OBSERVED
 from ltrr_os.models import ModelStore
 from ltrr_os.opensearch import connect
 from ltrr_os.policy import FixedPlanPolicy, policy_from_bytes
 
-from ..conftest import REPO
-from .conftest import MUSIC, LocalNodes, free_ports, load_music, local_nodes
+from ._serve import lines
+from .conftest import MUSIC, LocalNodes, Processes, free_ports, load_music, local_nodes
 from .test_faults import QUERIES, click, logged, wait_for
 
 
@@ -71,20 +71,53 @@ def test_every_index_has_a_replica_on_another_node(cluster_settings: LtrrSetting
     assert all(copies["p"] != copies["r"] for copies in nodes.values())
 
 
-def _memory_snapshot(client: OpenSearch, settings: LtrrSettings) -> dict[str, dict[str, float]]:
+def memory_snapshot(client: OpenSearch, settings: LtrrSettings) -> dict[str, dict[str, float]]:
     index = settings.index_name("catalog")
     client.indices.refresh(index=index)
     hits = helpers.scan(client, index=index, query={"query": OBSERVED, "_source": ["q2e"]})
     return {hit["_id"]: hit["_source"].get("q2e") or {} for hit in hits}
 
 
-def _checkpoint_batch(client: OpenSearch, settings: LtrrSettings) -> int:
-    found = client.get(index=settings.index_name("state"), id="learner-checkpoint", ignore=404)
-    return int(found["_source"]["payload"]["batch"]) if found.get("found") else 0
+def checkpoint(client: OpenSearch, settings: LtrrSettings) -> Checkpoint:
+    """The learner's stored checkpoint (an empty one before its first batch)."""
+    found = client.get(index=settings.index_name("state"), id=CHECKPOINT_ID, ignore=404)
+    return Checkpoint.model_validate(found["_source"]["payload"] if found.get("found") else {})
+
+
+def assert_a_replay_learns_the_same(
+    client: OpenSearch, settings: LtrrSettings, users: list[str]
+) -> None:
+    """The memory, these users' profiles and the policy the learner learned online are what a
+    replay of the same logs from scratch builds."""
+    learned_memory = memory_snapshot(client, settings)
+    store = ModelStore(client, settings)
+    pointer = store.pointer("policy", "bandit")
+    assert pointer is not None
+    live = policy_from_bytes(store.load("policy", "bandit", pointer.version)[1])
+    profiles = ProfileStore(client, settings).read(users)
+    assert all(profile.engagements > 0 for profile in profiles.values())
+
+    report = Learner(client, settings, config=LearnerConfig(lag_s=0)).rebuild(MUSIC)
+    replayed_memory = memory_snapshot(client, settings)
+    assert learned_memory.keys() == replayed_memory.keys()
+    for entity, keys in learned_memory.items():
+        assert keys == pytest.approx(replayed_memory[entity], rel=1e-9), entity
+    replayed_profiles = ProfileStore(client, settings).read(profiles)
+    assert {u: p.counts for u, p in replayed_profiles.items()} == {
+        u: p.counts for u, p in profiles.items()
+    }
+    assert {u: p.engagements for u, p in replayed_profiles.items()} == {
+        u: p.engagements for u, p in profiles.items()
+    }
+    [rebuilt] = [v for v in store.versions("policy") if v.reason.startswith("rebuilt")]
+    replayed = policy_from_bytes(store.load("policy", "bandit", rebuilt.version)[1])
+    assert (replayed.updates, replayed.history) == (live.updates, live.history)
+    assert report.policy_lessons == live.updates
+    assert replayed.to_bytes().partition(b"\n")[2] == live.to_bytes().partition(b"\n")[2]
 
 
 def test_three_servers_and_a_learner_killed_midway_learn_what_a_replay_learns(
-    cluster_settings: LtrrSettings, encoder: Encoder, tmp_path: Path
+    cluster_settings: LtrrSettings, encoder: Encoder, tmp_path: Path, processes: Processes
 ) -> None:
     """Three serving processes and one learner on the cluster; the learner is killed (SIGKILL)
     while they serve and another takes over. Every acknowledged search and event is stored
@@ -110,32 +143,22 @@ def test_three_servers_and_a_learner_killed_midway_learn_what_a_replay_learns(
     }
     learn = [sys.executable, "-m", "ltrr_os", "learn", "--lag", "1", "--poll", "0.2"]
 
-    def start(command: list[str], name: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=(tmp_path / f"{name}.err").open("w"),
-            text=True,
-        )
-
-    first_learner = start([*learn, "--lease", "3"], "learner-1")
+    first_learner = processes.start("learner-1", [*learn, "--lease", "3"], environment)
     servers = [
-        start([sys.executable, "-m", "tests.integration._serve", f"server-{n}", "30"], f"s{n}")
+        processes.start(
+            f"s{n}",
+            [sys.executable, "-m", "tests.integration._serve", f"server-{n}", "30"],
+            environment,
+        )
         for n in range(3)
     ]
-    wait_for(lambda: _checkpoint_batch(admin, own) >= 1, 120, "the learner's first batch")
+    wait_for(lambda: checkpoint(admin, own).batch >= 1, 120, "the learner's first batch")
     first_learner.send_signal(signal.SIGKILL)
     first_learner.wait(10)
-    second_learner = start([*learn, "--lease", "3"], "learner-2")
-    acknowledged: dict[str, list[str]] = {"search": [], "event": []}
-    for server in servers:
-        output, _ = server.communicate(timeout=300)
-        assert server.returncode == 0, (tmp_path / f"s{servers.index(server)}.err").read_text()
-        for line in output.splitlines():
-            kind, _, value = line.partition(" ")
-            acknowledged[kind].append(value)
+    second_learner = processes.start("learner-2", [*learn, "--lease", "3"], environment)
+    for n, server in enumerate(servers):
+        assert server.wait(300) == 0, processes.errors(f"s{n}")
+    acknowledged = lines("".join(processes.output(f"s{n}") for n in range(3)))
     time.sleep(own.reward_window_s + 2)  # every search settled in the log by now
     second_learner.send_signal(signal.SIGTERM)
     second_learner.wait(60)
@@ -145,33 +168,9 @@ def test_three_servers_and_a_learner_killed_midway_learn_what_a_replay_learns(
     assert sorted(queries) == sorted(acknowledged["search"])
     assert sorted(events) == sorted(set(acknowledged["event"]))
     assert set(queries.values()) | set(events.values()) == {1}
-    learned_memory = _memory_snapshot(admin, own)
-    store = ModelStore(admin, own)
-    pointer = store.pointer("policy", "bandit")
-    assert pointer is not None
-    live = policy_from_bytes(store.load("policy", "bandit", pointer.version)[1])
-    profiles = ProfileStore(admin, own).read(
-        f"server-{n}-user-{u}" for n in range(3) for u in range(3)
+    assert_a_replay_learns_the_same(
+        admin, own, [f"server-{n}-user-{u}" for n in range(3) for u in range(3)]
     )
-    assert all(profile.engagements > 0 for profile in profiles.values())
-
-    report = Learner(admin, own, config=LearnerConfig(lag_s=0)).rebuild(MUSIC)
-    replayed_memory = _memory_snapshot(admin, own)
-    assert learned_memory.keys() == replayed_memory.keys()
-    for entity, keys in learned_memory.items():
-        assert keys == pytest.approx(replayed_memory[entity], rel=1e-9), entity
-    replayed_profiles = ProfileStore(admin, own).read(profiles)
-    assert {u: p.counts for u, p in replayed_profiles.items()} == {
-        u: p.counts for u, p in profiles.items()
-    }
-    assert {u: p.engagements for u, p in replayed_profiles.items()} == {
-        u: p.engagements for u, p in profiles.items()
-    }
-    [rebuilt] = [v for v in store.versions("policy") if v.reason.startswith("rebuilt")]
-    replayed = policy_from_bytes(store.load("policy", "bandit", rebuilt.version)[1])
-    assert (replayed.updates, replayed.history) == (live.updates, live.history)
-    assert report.policy_lessons == live.updates
-    assert replayed.to_bytes().partition(b"\n")[2] == live.to_bytes().partition(b"\n")[2]
 
 
 def test_losing_a_node_keeps_search_and_feedback_working(

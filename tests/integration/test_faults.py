@@ -116,6 +116,7 @@ class Stream(threading.Thread):
         self.searches: list[str] = []
         self.events: list[str] = []
         self.failures: list[float] = []  # seconds each failed search took
+        self.partial: list[dict[str, str]] = []  # what failed in each partial response
         self.errors: list[BaseException] = []
         self.events_while_down = 0  # sent right after a search found OpenSearch unreachable
         self.stop = threading.Event()
@@ -130,6 +131,8 @@ class Stream(threading.Thread):
                 try:
                     backlog.append(self.client.search(QUERIES[n % len(QUERIES)], limit=5))
                     self.searches.append(backlog[-1].search_id)
+                    if backlog[-1].partial:
+                        self.partial.append(backlog[-1].errors)
                     failed = False
                 except OpenSearchUnavailableError:
                     self.failures.append(time.monotonic() - started)

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 from ltrr_os import ConfigError, load_settings
+from ltrr_os.config import load_schema
+from ltrr_os.opensearch._templates import logical_indices
 
 
 @pytest.fixture(autouse=True)
@@ -16,6 +18,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "LTRR_INDEX_PREFIX",
         "LTRR_PASSWORD",
         "LTRR_USERNAME",
+        "LTRR_INDEX_SHARDS",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -48,6 +51,26 @@ def test_config_file_is_read_and_environment_overrides_it(
     monkeypatch.setenv("LTRR_INDEX_PREFIX", "env-")
     settings = load_settings(config)
     assert (settings.index_prefix, settings.hosts) == ("env-", ["https://os:9200"])
+
+
+def test_index_shards_reach_the_growing_indices_and_their_fingerprints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    music = load_schema("music")
+    one = {i.name: i for i in logical_indices(load_settings(), music)}
+    monkeypatch.setenv("LTRR_INDEX_SHARDS", "3")
+    three = {i.name: i for i in logical_indices(load_settings(), music)}
+    shards = {name: i.body()["settings"]["index"]["number_of_shards"] for name, i in three.items()}
+    assert shards == {
+        "catalog": 3,
+        "ubi_queries": 3,
+        "ubi_events": 3,
+        "state": 1,
+        "models": 1,
+        "profiles": 1,
+    }
+    changed = {name for name in one if one[name].fingerprint() != three[name].fingerprint()}
+    assert changed == {"catalog", "ubi_queries", "ubi_events"}  # bootstrap upgrades these
 
 
 def test_ltrr_toml_in_working_directory_is_picked_up(tmp_path: Path) -> None:

@@ -107,12 +107,13 @@ class LtrrSettings(BaseSettings):
         "lower buys recall with candidates. New policies take it; `ltrr replay` rebuilds",
     )
     search_timeout_ms: int = Field(default=1000, ge=10, le=60_000)
-    expansion_deadline_ms: int = Field(
-        default=400,
+    expansion_deadline_ms: int | None = Field(
+        default=None,
         ge=0,
         le=60_000,
         description="by when, from the start of a search, an expansion (the related strategy's "
-        "second round trip) must be done; too little left and it is not sent",
+        "second round trip) must be done; too little left and it is not sent (default: the "
+        "search's own timeout, search_timeout_ms)",
     )
     model_reload_s: float = Field(
         default=2.0,

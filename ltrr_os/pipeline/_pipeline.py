@@ -299,7 +299,8 @@ class SearchPipeline:
         if not plan:
             return None
         context = planned.strategy_context
-        left_ms = context.settings.expansion_deadline_ms - _since(planned.started)
+        deadline = context.settings.expansion_deadline_ms
+        left_ms = (context.timeout_ms if deadline is None else deadline) - _since(planned.started)
         seeds = _seeds(first, registry)
         if not seeds or left_ms < MIN_EXPANSION_MS:
             for name, size in plan.items():

@@ -25,6 +25,8 @@ FRESH_DAYS = 30
 FRESH_SCALE_DAYS = 7
 """Recency decay of the fresh strategy: an entity this old scores half a new one's."""
 MAX_RELATED_VALUES = 5
+ATTRIBUTE_READING_LIKELIHOOD = 0.5
+"""The personal strategy keeps to the attributes of a reading at least this likely."""
 # Words that join slots in a query ("songs by queen") and say nothing about titles.
 RESIDUAL_STOPWORDS = frozenset({"a", "an", "and", "by", "for", "from", "of", "the", "to", "with"})
 # Up to three readings match their residual words, against every text field: typo tolerant only
@@ -38,6 +40,20 @@ def _loose_clauses(query: UnderstoodQuery, context: StrategyContext) -> list[dic
     words = bounded_text(query.text, MAX_TEXT_WORDS)  # clauses stay under 1,024
     loose: list[dict[str, Any]] = [{"match": {"predicted_queries": {"query": words}}}]
     return loose + text_clauses(context.schema, query.text, fuzzy_words=0)
+
+
+def _asked_attributes(query: UnderstoodQuery, context: StrategyContext) -> list[dict[str, Any]]:
+    """The attribute values (keyword slots such as genre or era, and the entity type) of the
+    query's best reading, when it is the likely one: a vague query's constraints."""
+    if not query.readings or query.readings[0].likelihood < ATTRIBUTE_READING_LIKELIHOOD:
+        return []
+    keyword = {s: f for s, f in context.schema.slots.items() if f in context.schema.keyword_fields}
+    keyword["entity_type"] = "entity_type"
+    found: dict[str, list[str]] = {}
+    for slot in query.readings[0].slots:
+        if slot.slot in keyword:
+            found.setdefault(keyword[slot.slot], []).append(slot.value)
+    return [{"terms": {field: values}} for field, values in sorted(found.items())]
 
 
 def _knn_k(size: int) -> int:
@@ -210,8 +226,9 @@ class Exploration(Strategy):
 class Personal(Strategy):
     """kNN around the user's taste (engagement-weighted, time-decayed mean of the vectors of
     what they engaged with, the last hour's engagements weighing more), blended with the query's
-    vector: `taste_weight` of the taste, the rest of the query. Nothing for a user without
-    history: no taste, no candidates."""
+    vector: `taste_weight` of the taste, the rest of the query. When the query most likely names
+    attributes ("rock", "80s"), the neighbours must carry them: the user's taste within what
+    was asked. Nothing for a user without history: no taste, no candidates."""
 
     name: ClassVar[str] = "personal"
     source_type: ClassVar[SourceType] = "personal"
@@ -236,10 +253,12 @@ class Personal(Strategy):
         norm = float(np.linalg.norm(taste))
         if norm == 0.0:
             return None
+        asked = _asked_attributes(query, context)
         return {
             **_common(context, size),
             "vector": [round(float(v), 6) for v in taste / norm],
             "k": _knn_k(size),
+            "attribute_filter": {"bool": {"filter": asked}} if asked else None,
         }
 
 

@@ -123,7 +123,7 @@ def test_personal_needs_a_taste_and_follows_it(
     user = profile.view(NOW)
     assert user.taste is not None
     assert abs(float(np.linalg.norm(user.taste)) - 1) < 1e-3
-    served = search(pipeline, "rock", plan, user)
+    served = search(pipeline, "songs", plan, user)
     taste = served.retrieval.results["personal_taste"]
     assert taste.ok
     assert len(taste.candidates) == 20
@@ -132,8 +132,13 @@ def test_personal_needs_a_taste_and_follows_it(
     assert blended.ok
     assert blended.candidates
     assert [c.id for c in blended.candidates] != [c.id for c in taste.candidates]
+    # A vague query that names an attribute: the user's taste within it.
+    rock = search(pipeline, "rock", plan, user).retrieval.results["personal_taste"]
+    assert rock.candidates
+    assert all("rock" in c.source.get("genre", []) for c in rock.candidates)
     # What the decision logs never carries the taste vector.
     assert "taste" not in served.context.model_dump()["user"]
+    assert served.context.user.taste is not None
 
 
 def test_fresh_finds_what_was_added_lately_and_reingest_keeps_when(

@@ -43,17 +43,17 @@ from ..ranking import union_candidates as merge
 from ..strategies import (
     Retrieval,
     Seed,
+    Strategy,
     StrategyContext,
     StrategyResult,
     retrieve,
     strategies,
 )
+from ..strategies._retrieve import Request
 from ..understanding import Lexicon, UnderstoodQuery, understand
 
 log = logging.getLogger(__name__)
 
-Request = tuple[Mapping[str, int], UnderstoodQuery, StrategyContext]
-"""A plan (strategy -> size) for a query, in the strategies' context."""
 Retriever = Callable[[Mapping[str, int], UnderstoodQuery, StrategyContext], Retrieval]
 """Runs a plan (strategy -> size) for a query in one `_msearch/template` round trip."""
 SEEDS = 5
@@ -387,7 +387,7 @@ class SearchPipeline:
         return self.finish(planned, retrieval, ranker=ranker, limit=limit)
 
 
-def _seeds(first: Retrieval, registry: Mapping[str, Any]) -> tuple[Seed, ...]:
+def _seeds(first: Retrieval, registry: Mapping[str, Strategy]) -> tuple[Seed, ...]:
     """The first round trip's best hits by reciprocal rank fusion (exploration's random samples
     left out), each weighted by its fused score relative to the best."""
     lists = {

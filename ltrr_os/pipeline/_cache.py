@@ -78,26 +78,26 @@ class CachedRetriever:
         self, plan: Mapping[str, int], query: UnderstoodQuery, context: StrategyContext
     ) -> Retrieval:
         started = time.perf_counter()
-        missing = [name for name in plan if self._key(name, query, context) not in self._lists]
+        keys = {name: self._key(name, query, context) for name in plan}  # each computed once
+        missing = {name: key for name, key in keys.items() if key not in self._lists}
         if missing:
             requests = [(context, missing)]
             if any(name in self._memory for name in missing):
                 for namespace in self.namespaces:  # the other policies will ask for theirs
                     other = replace(context, memory_namespace=namespace)
-                    names = [
-                        n for n in self._memory if self._key(n, query, other) not in self._lists
-                    ]
-                    if namespace != context.memory_namespace and names:
-                        requests.append((other, names))
+                    theirs = {n: self._key(n, query, other) for n in self._memory}
+                    absent = {n: k for n, k in theirs.items() if k not in self._lists}
+                    if namespace != context.memory_namespace and absent:
+                        requests.append((other, absent))
             fetched = self._fetch(
-                [(dict.fromkeys(names, self.size), query, ctx) for ctx, names in requests]
+                [(dict.fromkeys(wanted, self.size), query, ctx) for ctx, wanted in requests]
             )
-            for (ctx, names), retrieval in zip(requests, fetched, strict=True):
-                for name in names:
-                    self._lists[self._key(name, query, ctx)] = retrieval.results[name]
+            for (_, wanted), retrieval in zip(requests, fetched, strict=True):
+                for name, key in wanted.items():
+                    self._lists[key] = retrieval.results[name]
         results = {}
         for name, size in plan.items():
-            full = self._lists[self._key(name, query, context)]
+            full = self._lists[keys[name]]
             results[name] = full.model_copy(
                 update={"size": size, "candidates": full.candidates[:size]}
             )

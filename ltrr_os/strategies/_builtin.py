@@ -34,6 +34,11 @@ RESIDUAL_STOPWORDS = frozenset({"a", "an", "and", "by", "for", "from", "of", "th
 FUZZY_RESIDUAL_WORDS = 2
 
 
+def _exact_field(schema: CatalogSchema, field: str) -> str:
+    """Where a field's exact values are: a keyword field itself, a text field's `.keyword`."""
+    return field if field in schema.keyword_fields else f"{field}.keyword"
+
+
 def _loose_clauses(query: UnderstoodQuery, context: StrategyContext) -> list[dict[str, Any]]:
     """A loose match: the query's words in the predicted queries (which name genres, moods,
     eras) or in the text fields, without typo tolerance."""
@@ -123,7 +128,7 @@ class Structured(Strategy):
             if slot.slot == "entity_type":
                 target = "entity_type"
             elif (field := schema.slots.get(slot.slot)) is not None:
-                target = field if field in schema.keyword_fields else f"{field}.keyword"
+                target = _exact_field(schema, field)
             else:
                 continue
             constraints.append(
@@ -339,8 +344,8 @@ def related_clauses(schema: CatalogSchema, seed: Seed) -> list[dict[str, Any]]:
             values = [v for v in (values if isinstance(values, list) else [values]) if v]
             if not values:
                 break
-            target = theirs if theirs in schema.keyword_fields else f"{theirs}.keyword"
-            conditions.append({"terms": {target: [str(v) for v in values][:MAX_RELATED_VALUES]}})
+            exact = _exact_field(schema, theirs)
+            conditions.append({"terms": {exact: [str(v) for v in values][:MAX_RELATED_VALUES]}})
         else:
             found.append(
                 {

@@ -16,10 +16,19 @@ from typing import Any
 import pytest
 from opensearchpy import OpenSearch, helpers
 
-from ltrr_os.catalog import SourceRow, build_music_catalog, ingest_rows, refresh_lexicon
+from ltrr_os.catalog import (
+    SourceRow,
+    build_music_catalog,
+    catalog_schema,
+    ingest_rows,
+    load_lexicon,
+    refresh_lexicon,
+)
 from ltrr_os.config import LtrrSettings, load_schema
 from ltrr_os.embedding import Encoder, load_encoder
 from ltrr_os.opensearch import bootstrap
+from ltrr_os.pipeline import SearchPipeline, opensearch_retriever
+from ltrr_os.strategies import StrategyContext
 
 from ..conftest import REPO, RUNNER
 
@@ -130,6 +139,22 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def pipeline(
+    music_settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
+) -> SearchPipeline:
+    """The search pipeline over the music slice, straight to OpenSearch."""
+    schema = catalog_schema(os_client, music_settings)
+    context = StrategyContext(settings=music_settings, schema=schema, encoder=encoder)
+    return SearchPipeline(
+        schema,
+        load_lexicon(os_client, music_settings),
+        context,
+        opensearch_retriever(os_client),
+        budget=400,
+    )
 
 
 def stored_versions(client: OpenSearch, index: str) -> dict[str, int]:

@@ -8,33 +8,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pytest
 from opensearchpy import OpenSearch
 
-from ltrr_os.catalog import SourceRow, catalog_schema, entity_vectors, ingest_rows, load_lexicon
-from ltrr_os.config import LtrrSettings
+from ltrr_os.catalog import SourceRow, entity_vectors, ingest_rows
 from ltrr_os.embedding import Encoder
 from ltrr_os.feedback import Profile
-from ltrr_os.pipeline import SearchPipeline, Served, opensearch_retriever
+from ltrr_os.pipeline import SearchPipeline, Served
 from ltrr_os.policy import FixedPlanPolicy, UserProfile
-from ltrr_os.strategies import StrategyContext
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def pipeline(
-    music_settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
-) -> SearchPipeline:
-    schema = catalog_schema(os_client, music_settings)
-    context = StrategyContext(settings=music_settings, schema=schema, encoder=encoder)
-    return SearchPipeline(
-        schema,
-        load_lexicon(os_client, music_settings),
-        context,
-        opensearch_retriever(os_client),
-        budget=400,
-    )
 
 
 def search(

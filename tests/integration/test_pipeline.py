@@ -9,29 +9,11 @@ from datetime import UTC, datetime
 import pytest
 from opensearchpy import OpenSearch
 
-from ltrr_os.catalog import catalog_schema, load_lexicon
-from ltrr_os.config import LtrrSettings
-from ltrr_os.embedding import Encoder
-from ltrr_os.pipeline import CachedRetriever, SearchPipeline, opensearch_retriever
+from ltrr_os.pipeline import CachedRetriever, SearchPipeline
 from ltrr_os.policy import FixedPlanPolicy, UserProfile
-from ltrr_os.strategies import StrategyContext, retrieve
+from ltrr_os.strategies import retrieve
 
 QUERIES = ["queen", "80s rock", "taylor swift love story", "chill acoustic", "bohemain rapsody"]
-
-
-@pytest.fixture
-def pipeline(
-    music_settings: LtrrSettings, os_client: OpenSearch, encoder: Encoder
-) -> SearchPipeline:
-    schema = catalog_schema(os_client, music_settings)
-    context = StrategyContext(settings=music_settings, schema=schema, encoder=encoder)
-    return SearchPipeline(
-        schema,
-        load_lexicon(os_client, music_settings),
-        context,
-        opensearch_retriever(os_client),
-        budget=400,
-    )
 
 
 @pytest.mark.parametrize("strategy", ["lexical", "structured", "memory", "exploration"])

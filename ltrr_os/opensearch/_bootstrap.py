@@ -2,7 +2,7 @@
 
 Idempotent. Each logical index is an alias over versioned indices (`ltrr-catalog` ->
 `ltrr-catalog_v1`). When the wanted body differs from the live one (a template or schema change,
-shards or replicas), a new version is created, the old one is made read-only, its documents are
+or shards), a new version is created, the old one is made read-only, its documents are
 reindexed into the new one, counted, and the alias moves atomically; the old version is kept for
 rollback. Searches read the old version until the move, then the new one.
 
@@ -245,6 +245,24 @@ class SharedReadAlias:
 
 
 @dataclass(frozen=True)
+class SetReplicas:
+    """A change of `index_replicas` is a live settings update: OpenSearch adds or drops the
+    copies while the index serves, nothing is reindexed."""
+
+    index: str
+    before: int
+    after: int
+
+    def describe(self) -> str:
+        return f"set the replicas of {self.index} from {self.before} to {self.after}"
+
+    def run(self, client: OpenSearch) -> None:
+        client.indices.put_settings(
+            index=self.index, body={"index": {"number_of_replicas": self.after}}
+        )
+
+
+@dataclass(frozen=True)
 class SharedNameTaken:
     """The shared read alias was asked for, but an index of that name exists (the UBI plugin
     creates `ubi_queries` and `ubi_events`): it is left alone, nothing is joined."""
@@ -401,17 +419,16 @@ def _index_steps(client: OpenSearch, settings: LtrrSettings, logical: LogicalInd
     found = _VERSION.search(current)
     number = int(found.group(1)) if found else 0
     orphans = tuple(name for version, name in versions if version > number)
-    blocked = (
-        str(
-            client.indices.get_settings(index=current, name="index.blocks.write")
-            .get(current, {})
-            .get("settings", {})
-            .get("index", {})
-            .get("blocks", {})
-            .get("write", "false")
-        ).lower()
-        == "true"
+    live_settings = (
+        client.indices.get_settings(
+            index=current, name="index.blocks.write,index.number_of_replicas"
+        )
+        .get(current, {})
+        .get("settings", {})
+        .get("index", {})
     )
+    blocked = str(live_settings.get("blocks", {}).get("write", "false")).lower() == "true"
+    replicas = int(live_settings.get("number_of_replicas", logical.replicas))
     if orphans or blocked:
         steps.append(RepairInterruptedUpgrade(current, orphans, blocked))
     if logical.shared_read_alias and (member := _in_alias(client, current, logical)) != bool(
@@ -420,7 +437,9 @@ def _index_steps(client: OpenSearch, settings: LtrrSettings, logical: LogicalInd
         steps.append(SharedReadAlias(current, logical.shared_read_alias, join=not member))
     mapping = client.indices.get_mapping(index=current)[current]["mappings"]
     live = (mapping.get("_meta") or {}).get("ltrr", {}).get("fingerprint")
-    if live == logical.fingerprint():
+    if logical.current(live, replicas):
+        if replicas != logical.replicas:
+            steps.append(SetReplicas(current, replicas, logical.replicas))
         return steps
     wanted_fields = set(body["mappings"].get("properties", {}))
     removed = tuple(sorted(set(mapping.get("properties", {})) - wanted_fields))

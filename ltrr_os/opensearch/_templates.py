@@ -101,7 +101,8 @@ class LogicalIndex:
         return settings.index_name(f"{self.name}-{component}")
 
     def index_settings(self) -> dict[str, int]:
-        """Shards and replicas, from the settings: in the fingerprint, so a change reindexes."""
+        """Shards and replicas, from the settings. Shards are in the fingerprint (a change
+        reindexes); replicas are not (a change is a live settings update)."""
         return {"number_of_shards": self.shards, "number_of_replicas": self.replicas}
 
     def body(self) -> dict[str, Any]:
@@ -110,14 +111,31 @@ class LogicalIndex:
         for component in self.components.values():
             _merge(composed, copy.deepcopy(component.get("template", {})))
         composed["settings"].setdefault("index", {}).update(self.index_settings())
-        fingerprint = hashlib.sha256(
-            json.dumps([composed, self.meta], sort_keys=True).encode()
-        ).hexdigest()[:16]
+        fingerprint = self._fingerprint(composed, replicas_in=False)
         composed["mappings"]["_meta"] = {"ltrr": {**self.meta, "fingerprint": fingerprint}}
         return composed
 
     def fingerprint(self) -> str:
         return str(self.body()["mappings"]["_meta"]["ltrr"]["fingerprint"])
+
+    def current(self, fingerprint: str | None, replicas: int) -> bool:
+        """Whether a live index of this fingerprint, with this many replicas, needs no reindex:
+        it is this body whatever its replicas; versions made before replicas left the
+        fingerprint hashed them in, and are current too when the rest matches."""
+        if fingerprint == self.fingerprint():
+            return True
+        composed = copy.deepcopy(self.body())
+        del composed["mappings"]["_meta"]
+        composed["settings"]["index"]["number_of_replicas"] = replicas
+        return fingerprint == self._fingerprint(composed, replicas_in=True)
+
+    def _fingerprint(self, composed: dict[str, Any], *, replicas_in: bool) -> str:
+        hashed = copy.deepcopy(composed)
+        if not replicas_in:
+            hashed["settings"]["index"].pop("number_of_replicas", None)
+        return hashlib.sha256(json.dumps([hashed, self.meta], sort_keys=True).encode()).hexdigest()[
+            :16
+        ]
 
 
 def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:

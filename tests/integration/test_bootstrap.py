@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from collections.abc import Iterator
 
@@ -11,6 +13,7 @@ from opensearchpy import OpenSearch
 from ltrr_os import LtrrError
 from ltrr_os.config import CatalogSchema, KeywordField, LtrrSettings, NumberField, load_schema
 from ltrr_os.opensearch import bootstrap, plan_bootstrap
+from ltrr_os.opensearch._templates import logical_indices
 from ltrr_os.strategies import strategies
 
 pytestmark = pytest.mark.smoke
@@ -195,3 +198,44 @@ def test_an_index_squatting_on_the_alias_name_is_refused(
     os_client.indices.create(index=fresh.index_name("catalog"))
     with pytest.raises(LtrrError, match="is an index, not an alias"):
         plan_bootstrap(os_client, fresh, MUSIC)
+
+
+LOGICAL = ("catalog", "ubi_queries", "ubi_events", "state", "models", "profiles")
+
+
+def test_a_change_of_replicas_is_a_live_settings_update_not_a_reindex(
+    os_client: OpenSearch, fresh: LtrrSettings
+) -> None:
+    bootstrap(os_client, fresh, MUSIC)
+    replicated = fresh.model_copy(update={"index_replicas": 1})
+    steps = [step.describe() for step in plan_bootstrap(os_client, replicated, MUSIC)]
+    assert not [step for step in steps if step.startswith("upgrade")], steps
+    p = fresh.index_prefix
+    assert {f"set the replicas of {p}{name}_v1 from 0 to 1" for name in LOGICAL} <= set(steps)
+    bootstrap(os_client, replicated, MUSIC)
+    replicas = {
+        index: int(found["settings"]["index"]["number_of_replicas"])
+        for index, found in os_client.indices.get_settings(index=f"{p}*").items()
+    }
+    assert replicas == {f"{p}{name}_v1": 1 for name in LOGICAL}
+    assert bootstrap(os_client, replicated, MUSIC) == []
+
+
+def test_an_index_fingerprinted_with_its_replicas_is_still_current(
+    os_client: OpenSearch, fresh: LtrrSettings
+) -> None:
+    """Versions made before replicas left the fingerprint hashed them in: such an index is not
+    reindexed once for that, and a replicas change reaches it as a settings update too."""
+    bootstrap(os_client, fresh, MUSIC)
+    index = f"{fresh.index_name('catalog')}_v1"
+    [logical] = [i for i in logical_indices(fresh, MUSIC) if i.name == "catalog"]
+    composed = logical.body()
+    del composed["mappings"]["_meta"]
+    hashed = json.dumps([composed, logical.meta], sort_keys=True).encode()  # as it was hashed
+    before = {**logical.meta, "fingerprint": hashlib.sha256(hashed).hexdigest()[:16]}
+    os_client.indices.put_mapping(index=index, body={"_meta": {"ltrr": before}})
+    assert bootstrap(os_client, fresh, MUSIC) == []
+    replicated = fresh.model_copy(update={"index_replicas": 1})
+    done = bootstrap(os_client, replicated, MUSIC)
+    assert f"set the replicas of {index} from 0 to 1" in done
+    assert not [step for step in done if step.startswith("upgrade")], done

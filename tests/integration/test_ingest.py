@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -183,3 +184,58 @@ def test_re_ingest_makes_an_entity_what_the_input_says_and_keeps_its_memory(
     os_client.indices.refresh(index=catalog)
     old_body = {"query": {"match": {"body": "oblique cones"}}}
     assert os_client.count(index=catalog, body=old_body)["count"] == 0
+
+
+def test_an_id_repeated_in_one_run_ends_as_its_last_row(
+    os_client: OpenSearch,
+    docs_settings: LtrrSettings,
+    encoder: Encoder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new entity is created outright and its repeats (in the same batch or a later one) are
+    upserted after it, in the order of the input."""
+    monkeypatch.setattr("ltrr_os.catalog._ingest.ENCODE_BATCH", 2)
+    rows = [
+        doc("d1", "First take"),
+        doc("d2", "Other"),
+        doc("d1", "Second take"),
+        doc("d3", "Another"),
+        doc("d4", "Early"),
+        doc("d4", "Late"),
+        doc("d1", "Third take", author="Jones, K."),
+    ]
+    report = ingest_rows(
+        os_client,
+        docs_settings,
+        DOCUMENTS,
+        read_rows(write_jsonl(tmp_path / "r.jsonl", rows)),
+        encoder,
+    )
+    assert (report.indexed, report.rejected) == (7, [])
+    catalog = docs_settings.index_name("catalog")
+    assert os_client.count(index=catalog)["count"] == 4
+    first = os_client.get(index=catalog, id="d1")["_source"]
+    assert (first["title"], first["author"]) == ("Third take", "Jones, K.")
+    assert os_client.get(index=catalog, id="d4")["_source"]["title"] == "Late"
+
+
+def test_two_ingests_of_the_same_new_entities_at_once_store_each_once(
+    os_client: OpenSearch, docs_settings: LtrrSettings, encoder: Encoder, tmp_path: Path
+) -> None:
+    """Both see the entities as new; whichever create comes second is refused and sent again as
+    an upsert, which leaves the same entity: nothing rejected, nothing stored twice."""
+    path = write_jsonl(tmp_path / "same.jsonl", [doc(f"d{n}", f"Title {n}") for n in range(300)])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(
+            pool.map(
+                lambda _: ingest_rows(
+                    os_client, docs_settings, DOCUMENTS, read_rows(path), encoder
+                ),
+                range(2),
+            )
+        )
+    assert [(r.indexed, r.rejected) for r in reports] == [(300, []), (300, [])]
+    catalog = docs_settings.index_name("catalog")
+    assert os_client.count(index=catalog)["count"] == 300
+    assert os_client.get(index=catalog, id="d7")["_source"]["title"] == "Title 7"

@@ -14,8 +14,9 @@ throw-away prefix (deleted at the end unless --keep). Then, for the judged queri
   (`script_score` over every entity).
 
 The node's heap and the catalog's size on disk per entity (as ingest leaves it, before the
-force-merge to one segment that makes latencies comparable) are read from OpenSearch. Run it on a
-quiet machine: the client and the node share the cores.
+force-merge to one segment that makes latencies comparable) are read from OpenSearch; with
+--ingest-only they are all it measures. Run it on a quiet machine: the client and the node share
+the cores.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def measure(
     encoder: Encoder,
     catalog: Path,
     queries: int,
+    ingest_only: bool = False,
 ) -> dict[str, Any]:
     schema = load_schema("music")
     bootstrap(client, settings, schema)
@@ -115,6 +117,8 @@ def measure(
         "bytes_per_entity": stats["store"]["size_in_bytes"] / max(1, stats["docs"]["count"]),
         "heap_mib": sum(heap) / 2**20,
     }
+    if ingest_only:
+        return found
     pairs = judged(catalog)[:queries]
     plans = {name: {name: SIZE} for name in strategies()} | {"all": {"*": SIZE}}
     for name, plan in plans.items():
@@ -148,6 +152,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="judged queries per size")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the catalogs' indices")
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="measure ingest, size and heap; no searches"
+    )
     args = parser.parse_args()
     encoder = load_encoder()
     rows = []
@@ -171,7 +178,9 @@ def main() -> None:
             )
             client = connect(settings)
             try:
-                rows.append(measure(settings, client, encoder, catalog, args.queries))
+                rows.append(
+                    measure(settings, client, encoder, catalog, args.queries, args.ingest_only)
+                )
             finally:
                 if not args.keep:
                     client.indices.delete(index=f"{settings.index_prefix}*", expand_wildcards="all")

@@ -24,7 +24,13 @@ QUERIES = ["queen", "bohemian rhapsody", "jolene", "taylor swift love", "rock an
 @pytest.fixture
 def async_settings(music_settings: LtrrSettings, tmp_path: Path) -> LtrrSettings:
     return music_settings.model_copy(
-        update={"spool_dir": tmp_path / "spool", "reward_window_s": 3600.0}
+        update={
+            "spool_dir": tmp_path / "spool",
+            "reward_window_s": 3600.0,
+            # Twenty searches at once on a node sharing two cores queue: these tests compare
+            # answers, so a search that waits must not time out (or come back partial).
+            "search_timeout_ms": 15_000,
+        }
     )
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from opensearchpy import OpenSearch
 
-from ltrr_os.catalog import ingest_rows, read_rows
+from ltrr_os.catalog import SourceRow, ingest_rows, read_rows
 from ltrr_os.config import LtrrSettings, load_schema
 from ltrr_os.embedding import Encoder
 from ltrr_os.evaluation import read_cranfield, write_documents
@@ -239,3 +240,26 @@ def test_two_ingests_of_the_same_new_entities_at_once_store_each_once(
     catalog = docs_settings.index_name("catalog")
     assert os_client.count(index=catalog)["count"] == 300
     assert os_client.get(index=catalog, id="d7")["_source"]["title"] == "Title 7"
+
+
+def test_an_interrupted_ingest_stops_its_bulk_streams(
+    os_client: OpenSearch,
+    docs_settings: LtrrSettings,
+    encoder: Encoder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while rows are read reaches the caller, and no sending thread is left behind."""
+    monkeypatch.setattr("ltrr_os.catalog._ingest.ENCODE_BATCH", 4)
+    before = set(threading.enumerate())
+
+    def rows() -> Iterator[SourceRow]:
+        for n in range(40):
+            if n == 30:
+                raise KeyboardInterrupt
+            yield SourceRow("interrupted", n + 1, {"id": f"i{n}", "title": f"Title {n}"})
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest_rows(os_client, docs_settings, DOCUMENTS, rows(), encoder)
+    assert set(threading.enumerate()) <= before
+    os_client.indices.refresh(index=docs_settings.index_name("catalog"))
+    assert 0 < os_client.count(index=docs_settings.index_name("catalog"))["count"] <= 30

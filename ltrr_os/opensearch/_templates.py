@@ -122,20 +122,20 @@ class LogicalIndex:
         """Whether a live index of this fingerprint, with this many replicas, needs no reindex:
         it is this body whatever its replicas; versions made before replicas left the
         fingerprint hashed them in, and are current too when the rest matches."""
-        if fingerprint == self.fingerprint():
+        composed = self.body()
+        wanted = composed["mappings"].pop("_meta")["ltrr"]["fingerprint"]
+        if fingerprint == wanted:
             return True
-        composed = copy.deepcopy(self.body())
-        del composed["mappings"]["_meta"]
         composed["settings"]["index"]["number_of_replicas"] = replicas
         return fingerprint == self._fingerprint(composed, replicas_in=True)
 
     def _fingerprint(self, composed: dict[str, Any], *, replicas_in: bool) -> str:
-        hashed = copy.deepcopy(composed)
+        hashed = composed
         if not replicas_in:
+            hashed = {**composed, "settings": copy.deepcopy(composed["settings"])}
             hashed["settings"]["index"].pop("number_of_replicas", None)
-        return hashlib.sha256(json.dumps([hashed, self.meta], sort_keys=True).encode()).hexdigest()[
-            :16
-        ]
+        digest = hashlib.sha256(json.dumps([hashed, self.meta], sort_keys=True).encode())
+        return digest.hexdigest()[:16]
 
 
 def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
